@@ -1,0 +1,1 @@
+"""Atlas: a supervised actor tree trading Binance USD-M perpetual futures."""
