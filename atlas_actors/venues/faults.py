@@ -1,0 +1,384 @@
+"""Fault injection for SimVenue: make the simulated exchange fail the way Binance does.
+
+Usage (every switch is on `venue.faults`):
+
+    venue.faults.arm("place_algo_stop", kind="timeout_after_apply", times=1)
+    venue.faults.arm("place_market", kind="reject", code=-2019)
+    venue.faults.arm("*", kind="latency", latency_ms=200, times=3)
+    venue.faults.set_probability("rate_limit", 0.05, methods=["place_market"], retry_after=2.0)
+    venue.faults.visibility_lag_ms = 300          # new algo orders become visible 300 ms later
+    venue.faults.disconnect_stream("user")        # stream events are lost until reconnect_stream()
+    venue.faults.reconnect_stream("user")
+    venue.faults.clear()                          # everything off (streams reconnected)
+    venue.faults.injected                         # Counter: kind -> how many were injected
+
+Kinds (what the caller sees, and whether the request was applied):
+  latency               the call sleeps `latency_ms` (through the injectable `sleep`), then proceeds
+  timeout_before_apply  UnknownOutcome; nothing was applied (a lost request)
+  timeout_after_apply   the request IS applied (order placed / cancelled), then UnknownOutcome
+                        (a lost reply: resolve by querying the client id, never resend blindly)
+  reject                OrderRejected (or the subclass matching `code`) with a Binance code; not applied
+  rate_limit            RateLimited(retry_after) code -1003; not applied
+  unavailable           VenueUnavailable (HTTP 503 "Service Unavailable."); not applied
+  invisible_algo        place_algo_stop answers NEW with an id, but the exchange lost it: it never
+                        appears in get_open_algo_orders / get_algo_order and never triggers
+
+`arm` consumes one armed fault per matching call (`times` calls; times=None = forever).
+`set_probability` draws from `random.Random(seed)` of the venue, so runs are reproducible.
+Latency is added to whatever else happens on the call; other kinds are mutually exclusive per call
+(armed faults win over probabilistic ones).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from atlas_actors.venues.base import (
+    AuthError,
+    FilterError,
+    InsufficientMargin,
+    OrderRejected,
+    RateLimited,
+    UnknownOutcome,
+    VenueError,
+    VenueUnavailable,
+    WouldTakeLiquidity,
+)
+
+FAULT_KINDS = (
+    "latency",
+    "timeout_before_apply",
+    "timeout_after_apply",
+    "reject",
+    "rate_limit",
+    "unavailable",
+    "invisible_algo",
+)
+
+# Requests that change venue state (what `write_count` counts and what rejects/timeouts target).
+WRITE_METHODS = (
+    "place_limit_postonly",
+    "place_market",
+    "cancel_order",
+    "place_algo_stop",
+    "cancel_algo",
+    "set_leverage",
+    "set_position_mode_one_way",
+)
+READ_METHODS = (
+    "get_kline",
+    "get_mark_price",
+    "get_last_price",
+    "get_funding_rate",
+    "get_open_interest",
+    "get_balances",
+    "get_positions",
+    "get_open_orders",
+    "get_order",
+    "get_open_algo_orders",
+    "get_algo_order",
+)
+ALL_METHODS = WRITE_METHODS + READ_METHODS
+STREAMS = ("market", "user")
+
+# Binance's messages for the codes the simulator produces or a test may inject.
+BINANCE_MESSAGES: dict[int, str] = {
+    -1001: "Internal error; unable to process your request. Please try again.",
+    -1003: "Too many requests; current limit is 2400 requests per minute.",
+    -1008: "Server is currently overloaded with other requests. Please try again in a few minutes.",
+    -1015: "Too many new orders; current limit is 300 orders per TEN_SECONDS.",
+    -1021: "Timestamp for this request is outside of the recvWindow.",
+    -1022: "Signature for this request is not valid.",
+    -1102: "A mandatory parameter was not sent, was empty/null, or malformed.",
+    -1106: "Parameter 'reduceonly' sent when not required.",
+    -1111: "Precision is over the maximum defined for this asset.",
+    -1115: "Invalid timeInForce.",
+    -1116: "Invalid orderType.",
+    -1117: "Invalid side.",
+    -2010: "NEW_ORDER_REJECTED",
+    -2011: "Unknown order sent.",
+    -2013: "Order does not exist.",
+    -2014: "API-key format invalid.",
+    -2015: "Invalid API-key, IP, or permissions for action.",
+    -2019: "Margin is insufficient.",
+    -2021: "Order would immediately trigger.",
+    -2022: "ReduceOnly Order is rejected.",
+    -4003: "Quantity less than or equal to zero.",
+    -4004: "Quantity less than min qty.",
+    -4005: "Quantity greater than max qty.",
+    -4014: "Price not increased by tick size.",
+    -4015: "Client order id is not valid.",
+    -4023: "Qty not increased by step size.",
+    -4028: "Leverage is not valid.",
+    -4116: "ClientOrderId is duplicated.",
+    -4164: "Order's notional must be no smaller than 5 (unless you choose reduce only).",
+    -5022: "Due to the order could not be executed as maker, the Post Only order will be rejected.",
+}
+
+_FILTER_CODES = {-1111, -4003, -4004, -4005, -4014, -4023, -4164}
+
+
+def error_for_code(code: int, msg: str | None = None, *, retry_after: float = 1.0) -> VenueError:
+    """The Atlas exception a Binance error code maps to (shared by the simulator and adapters)."""
+    text = msg or BINANCE_MESSAGES.get(code, f"Binance error {code}")
+    if code in (-1003, -1015):
+        return RateLimited(retry_after, text, code=code)
+    if code == -2019:
+        return InsufficientMargin(code, text)
+    if code == -5022:
+        return WouldTakeLiquidity(code, text)
+    if code in _FILTER_CODES:
+        return FilterError(text, code=code)
+    if code in (-1022, -2014, -2015):
+        return AuthError(text, code=code)
+    if code in (-1001, -1008):
+        return VenueUnavailable(text, code=code)
+    return OrderRejected(code, text)
+
+
+@dataclass
+class _Armed:
+    method: str  # a method name or "*"
+    kind: str
+    remaining: int | None  # None = forever
+    code: int
+    msg: str | None
+    retry_after: float
+    latency_ms: float
+
+
+@dataclass
+class _Chance:
+    p: float
+    methods: frozenset[str]
+    code: int
+    msg: str | None
+    retry_after: float
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """What happens to one call: optional latency plus at most one outcome fault."""
+
+    method: str
+    latency_ms: float = 0.0
+    kind: str | None = None
+    code: int = -2010
+    msg: str | None = None
+    retry_after: float = 1.0
+
+    def error(self) -> VenueError:
+        if self.kind == "rate_limit":
+            return RateLimited(
+                self.retry_after,
+                self.msg or BINANCE_MESSAGES[-1003] + f" (retry after {self.retry_after:g} s)",
+                code=-1003,
+            )
+        if self.kind == "unavailable":
+            return VenueUnavailable(self.msg or "Service Unavailable.", code=-1001)
+        if self.kind in ("timeout_before_apply", "timeout_after_apply"):
+            return UnknownOutcome(
+                self.msg or f"{self.method}: timed out waiting for the venue (injected)", code=None
+            )
+        return error_for_code(self.code, self.msg, retry_after=self.retry_after)
+
+    @property
+    def raises_before(self) -> bool:
+        return self.kind in ("timeout_before_apply", "reject", "rate_limit", "unavailable")
+
+
+def _default_methods(kind: str) -> frozenset[str]:
+    if kind == "invisible_algo":
+        return frozenset({"place_algo_stop"})
+    if kind in ("timeout_before_apply", "timeout_after_apply", "reject"):
+        return frozenset(WRITE_METHODS)
+    return frozenset(ALL_METHODS)
+
+
+class Faults:
+    """The fault switches of one SimVenue (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        sleep: Callable[[float], None] = time.sleep,
+        lag_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sleep = sleep
+        # Visibility lag is measured on this clock (seconds); tests inject one they control.
+        self.lag_clock = lag_clock
+        self.visibility_lag_ms = 0.0
+        self.injected: Counter[str] = Counter()
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._armed: list[_Armed] = []
+        self._chances: dict[str, _Chance] = {}
+        self._streams_down: set[str] = set()
+        self._stream_hook: Callable[[str, str], None] | None = None
+
+    # ---------------------------------------------------------------- switches
+
+    def arm(
+        self,
+        method: str,
+        *,
+        kind: str,
+        times: int | None = 1,
+        code: int = -2010,
+        msg: str | None = None,
+        retry_after: float = 1.0,
+        latency_ms: float = 0.0,
+    ) -> None:
+        """Inject `kind` into the next `times` calls of `method` ("*" = any venue method)."""
+        self._check_kind(kind)
+        if method != "*" and method not in ALL_METHODS:
+            raise ValueError(f"unknown venue method {method!r}; one of {', '.join(ALL_METHODS)}")
+        if kind == "invisible_algo" and method not in ("place_algo_stop", "*"):
+            raise ValueError("invisible_algo only applies to place_algo_stop")
+        if times is not None and times < 1:
+            raise ValueError(f"times must be >= 1 or None, got {times!r}")
+        with self._lock:
+            self._armed.append(_Armed(method, kind, times, code, msg, retry_after, latency_ms))
+
+    def set_probability(
+        self,
+        kind: str,
+        p: float,
+        *,
+        methods: Iterable[str] | None = None,
+        code: int = -2010,
+        msg: str | None = None,
+        retry_after: float = 1.0,
+        latency_ms: float = 50.0,
+    ) -> None:
+        """Inject `kind` into each call of `methods` with probability `p` (0 switches it off)."""
+        self._check_kind(kind)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"probability must be within [0, 1], got {p!r}")
+        ms = frozenset(methods) if methods is not None else _default_methods(kind)
+        unknown = sorted(ms - set(ALL_METHODS))
+        if unknown:
+            raise ValueError(f"unknown venue methods {unknown}")
+        with self._lock:
+            if p == 0.0:
+                self._chances.pop(kind, None)
+            else:
+                self._chances[kind] = _Chance(p, ms, code, msg, retry_after, latency_ms)
+
+    def clear(self) -> None:
+        """Switch every fault off, zero the lag and reconnect any disconnected stream."""
+        with self._lock:
+            self._armed.clear()
+            self._chances.clear()
+            self.visibility_lag_ms = 0.0
+        for stream in sorted(self._streams_down):
+            self.reconnect_stream(stream)
+
+    def disconnect_stream(self, stream: str = "all") -> None:
+        """Drop the market and/or user stream: events are lost until `reconnect_stream`."""
+        for s in self._streams(stream):
+            if s not in self._streams_down:
+                self._streams_down.add(s)
+                self.injected["stream_disconnect"] += 1
+                if self._stream_hook is not None:
+                    self._stream_hook(s, "DISCONNECTED")
+
+    def reconnect_stream(self, stream: str = "all") -> None:
+        for s in self._streams(stream):
+            if s in self._streams_down:
+                self._streams_down.discard(s)
+                if self._stream_hook is not None:
+                    self._stream_hook(s, "CONNECTED")
+
+    def stream_up(self, stream: str) -> bool:
+        return stream not in self._streams_down
+
+    @property
+    def injected_total(self) -> int:
+        return sum(self.injected.values())
+
+    @property
+    def active(self) -> bool:
+        return bool(self._armed or self._chances)
+
+    # ---------------------------------------------------------------- used by the venue
+
+    def draw(self, method: str) -> FaultPlan | None:
+        """Decide the faults of one call of `method` (None = a clean call)."""
+        if not (self._armed or self._chances):
+            return None
+        latency = 0.0
+        chosen: _Armed | _Chance | None = None
+        chosen_kind: str | None = None
+        with self._lock:
+            for a in list(self._armed):
+                if a.method not in ("*", method):
+                    continue
+                if a.kind == "invisible_algo" and method != "place_algo_stop":
+                    continue
+                if a.kind == "latency":
+                    latency += a.latency_ms
+                elif chosen is None:
+                    chosen, chosen_kind = a, a.kind
+                else:
+                    continue
+                self.injected[a.kind] += 1
+                if a.remaining is not None:
+                    a.remaining -= 1
+                    if a.remaining <= 0:
+                        self._armed.remove(a)
+            for kind in FAULT_KINDS:
+                c = self._chances.get(kind)
+                if c is None or method not in c.methods:
+                    continue
+                if kind != "latency" and chosen is not None:
+                    continue
+                if self._rng.random() >= c.p:
+                    continue
+                self.injected[kind] += 1
+                if kind == "latency":
+                    latency += c.latency_ms
+                else:
+                    chosen, chosen_kind = c, kind
+        if chosen is None and latency == 0.0:
+            return None
+        if chosen is None:
+            return FaultPlan(method, latency_ms=latency)
+        return FaultPlan(
+            method,
+            latency_ms=latency,
+            kind=chosen_kind,
+            code=chosen.code,
+            msg=chosen.msg,
+            retry_after=chosen.retry_after,
+        )
+
+    def lag_visible_at(self) -> float:
+        """The lag-clock time (s) from which an algo placed now becomes visible."""
+        lag = self.visibility_lag_ms
+        return self.lag_clock() + lag / 1000.0 if lag > 0 else 0.0
+
+    def is_visible(self, visible_at: float) -> bool:
+        return visible_at <= 0.0 or self.lag_clock() >= visible_at
+
+    # ---------------------------------------------------------------- helpers
+
+    @staticmethod
+    def _check_kind(kind: str) -> None:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; one of {', '.join(FAULT_KINDS)}")
+
+    @staticmethod
+    def _streams(stream: str) -> tuple[str, ...]:
+        if stream == "all":
+            return STREAMS
+        if stream not in STREAMS:
+            raise ValueError(f"stream must be 'market', 'user' or 'all', got {stream!r}")
+        return (stream,)
