@@ -1,0 +1,220 @@
+"""Sentinel: the 1-second visibility guard (contract §7) and the protection audit.
+
+`VisibilityGuard.ensure_algo_visible(symbol, client_algo_id, deadline_ms=1000) -> bool`
+polls `get_open_algo_orders` from the moment it is called until the deadline; an
+ALGO_UPDATE for that id is a fast path (it wakes the poller early) but never the only
+path (peer lesson: nautilus_trader PR #4411). If the stop is not visible in time the
+Sentinel flattens the position itself through the emergency lane (reduceOnly market)
+and tells the symbol's actor, which records EMERGENCY_FLAT and sets the 30-minute
+loss/freeze cooldowns. Checks run on the Sentinel's worker threads, never in its inbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pykka
+
+from atlas_actors.venues.base import AlgoUpdate, UnknownOutcome, VenueError, closing_side
+
+log = logging.getLogger("atlas.sentinel")
+
+
+class VisibilityGuard:
+    def __init__(
+        self,
+        venue: Any,
+        *,
+        poll_interval_s: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.venue = venue
+        self.poll_interval_s = poll_interval_s
+        self.clock = clock
+        self._sleep = sleep
+        self._seen: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self.checks = 0
+
+    def _event(self, client_algo_id: str) -> threading.Event:
+        with self._lock:
+            ev = self._seen.get(client_algo_id)
+            if ev is None:
+                ev = self._seen[client_algo_id] = threading.Event()
+            return ev
+
+    def on_algo_update(self, upd: AlgoUpdate) -> None:
+        if upd.status == "NEW":
+            self._event(upd.client_algo_id).set()
+
+    def _visible_now(self, symbol: str, client_algo_id: str) -> bool:
+        self.checks += 1
+        try:
+            algos = self.venue.get_open_algo_orders(symbol)
+        except VenueError as exc:
+            log.warning("%s: open algo query failed: %s", symbol, exc)
+            return False
+        return any(str(a.get("client_algo_id")) == client_algo_id for a in algos)
+
+    def ensure_algo_visible(
+        self, symbol: str, client_algo_id: str, deadline_ms: int = 1000
+    ) -> bool:
+        """True when the algo order is in open algo orders before the deadline."""
+        deadline = self.clock() + deadline_ms / 1000.0
+        ev = self._event(client_algo_id)
+        try:
+            while True:
+                if self._visible_now(symbol, client_algo_id):
+                    return True
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    return False
+                wait = min(self.poll_interval_s, remaining)
+                if self._sleep is not None:
+                    self._sleep(wait)
+                elif ev.wait(wait):
+                    ev.clear()  # fast path: an ALGO_UPDATE arrived; confirm with a query
+        finally:
+            with self._lock:
+                self._seen.pop(client_algo_id, None)
+
+
+def flatten_position(
+    venue: Any, symbol: str, client_order_id: str, *, fallback: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """reduceOnly market close of the venue position. Idempotent by client id."""
+    try:
+        pos = venue.get_positions().get(symbol) or {}
+    except VenueError:
+        pos = fallback or {}
+    side = str(pos.get("side", "NONE"))
+    qty = abs(float(pos.get("qty") or 0.0))
+    if side == "NONE" or qty <= 0:
+        return {"qty": 0.0, "price": 0.0, "order_ids": [], "client_ids": []}
+    try:
+        res = venue.place_market(
+            symbol=symbol,
+            side=closing_side(side),
+            qty=qty,
+            reduce_only=True,
+            client_order_id=client_order_id,
+        )
+    except UnknownOutcome:
+        res = venue.get_order(symbol=symbol, client_order_id=client_order_id) or {}
+    return {
+        "qty": qty,
+        "price": float(res.get("avg_price") or 0.0),
+        "order_ids": [str(res["order_id"])] if res.get("order_id") is not None else [],
+        "client_ids": [client_order_id],
+        "executed_qty": float(res.get("executed_qty") or 0.0),
+    }
+
+
+def emergency_client_id(stop_client_id: str) -> str:
+    """Deterministic flatten id derived from the stop that failed (resend-safe)."""
+    base = stop_client_id[:33]
+    return f"{base}-fx"[:36]
+
+
+class Sentinel(pykka.ThreadingActor):
+    """Actor shell. `symbol_ref(symbol)` resolves the current SymbolActor (restarts change it)."""
+
+    def __init__(
+        self,
+        venue: Any,
+        emergency_venue: Any,
+        symbol_ref: Callable[[str], Any],
+        *,
+        poll_interval_s: float = 0.05,
+        workers: int = 8,
+        on_emergency: Callable[[str, str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.guard = VisibilityGuard(venue, poll_interval_s=poll_interval_s)
+        self.venue = venue
+        self.emergency_venue = emergency_venue
+        self.symbol_ref = symbol_ref
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sentinel")
+        self.on_emergency = on_emergency
+        self.flats = 0
+        self.confirmed = 0
+
+    def ping(self) -> str:
+        return "pong"
+
+    def crash(self, reason: str) -> None:
+        raise RuntimeError(f"injected Sentinel crash: {reason}")
+
+    def on_algo_update(self, upd: AlgoUpdate) -> None:
+        self.guard.on_algo_update(upd)
+
+    def watch(self, symbol: str, client_algo_id: str, deadline_ms: int = 1000) -> None:
+        """Check a freshly placed stop in the background and act on the verdict."""
+        self.pool.submit(self._watch, symbol, client_algo_id, deadline_ms)
+
+    def ensure_algo_visible(
+        self, symbol: str, client_algo_id: str, deadline_ms: int = 1000
+    ) -> bool:
+        return self.guard.ensure_algo_visible(symbol, client_algo_id, deadline_ms)
+
+    def _watch(self, symbol: str, client_algo_id: str, deadline_ms: int) -> None:
+        try:
+            visible = self.guard.ensure_algo_visible(symbol, client_algo_id, deadline_ms)
+            actor = self.symbol_ref(symbol)
+            if visible:
+                self.confirmed += 1
+                if actor is not None:
+                    actor.tell({"msg": "stop_visibility", "cid": client_algo_id, "visible": True})
+                return
+            reason = f"protective stop {client_algo_id} not visible within {deadline_ms} ms"
+            cid = emergency_client_id(client_algo_id)
+            result = flatten_position(self.emergency_venue, symbol, cid)
+            try:  # it may still appear later: it is reduce-only, but leave nothing behind
+                self.emergency_venue.cancel_algo(
+                    symbol=symbol, algo_id=None, client_algo_id=client_algo_id
+                )
+            except VenueError:
+                pass
+            self.flats += 1
+            if self.on_emergency is not None:
+                self.on_emergency(symbol, reason, result)
+            if actor is not None:
+                actor.tell({"msg": "emergency_flattened", "reason": reason, "result": result})
+        except Exception:  # noqa: BLE001 - a worker must never die silently
+            log.exception("%s: sentinel watch failed", symbol)
+
+    def audit(self, symbols: list[str]) -> list[dict[str, Any]]:
+        """Every venue position must have a reduce-only Algo stop on its closing side.
+        Returns the findings; the supervisor asks the symbol actors to recover them."""
+        findings: list[dict[str, Any]] = []
+        try:
+            positions = self.venue.get_positions()
+        except VenueError as exc:
+            return [{"symbol": None, "problem": f"cannot read positions: {exc}"}]
+        for symbol in symbols:
+            pos = positions.get(symbol) or {}
+            if str(pos.get("side", "NONE")) == "NONE" or float(pos.get("qty") or 0) == 0:
+                continue
+            try:
+                algos = self.venue.get_open_algo_orders(symbol)
+            except VenueError as exc:
+                findings.append({"symbol": symbol, "problem": f"cannot read algos: {exc}"})
+                continue
+            side = closing_side(str(pos["side"]))
+            if not any(str(a.get("side")) == side for a in algos):
+                findings.append(
+                    {"symbol": symbol, "problem": "position without a visible Algo stop"}
+                )
+        return findings
+
+    def on_stop(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,365 @@
+"""`atlas run`: build the venue, the store and the actor tree from the config and run it.
+
+Paper mode (default): SimVenue in-process on the bundled real klines; the SimVenue book
+(balance, positions, open orders and algos) is saved in the state dir with every flush, and
+a restarted run resumes the replay after the last bar each symbol processed.
+`--venue sim-exchange`: the real BinanceAdapter against `atlas sim-exchange` on loopback.
+testnet/live: BinanceAdapter on Binance; live refuses SimVenue and replayed data (§0.4) and
+refuses to start unless `atlas selfcheck` passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("atlas.run")
+
+PAPER_VENUE_META = "paper_venue"
+
+
+class LiveModeRefused(Exception):
+    """live mode was asked to use a simulator or replayed data (§0.4)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="atlas run",
+        description="Run the Atlas actor tree. Default: paper mode on the bundled real klines, no keys needed.",
+    )
+    p.add_argument(
+        "--config", default=None, help="TOML config (default: config/atlas.toml, paper mode)"
+    )
+    p.add_argument("--mode", choices=("paper", "testnet", "live"), help="override [run] mode")
+    p.add_argument("--symbols", help="comma-separated symbols, e.g. BTCUSDC,XRPUSDT")
+    p.add_argument("--speed", help="paper replay speed: N (x real time) or max")
+    p.add_argument("--max-bars", type=int, help="stop after N bars per symbol (paper)")
+    p.add_argument("--state-dir", help="LMDB state directory")
+    p.add_argument("--log-dir", help="directory for records.jsonl and the log")
+    p.add_argument(
+        "--venue", choices=("sim", "sim-exchange", "binance"), help="override [venue] kind"
+    )
+    p.add_argument("--venue-url", help="REST base URL for sim-exchange (http://127.0.0.1:PORT)")
+    p.add_argument("--venue-ws-url", help="WebSocket base URL when the sim exchange splits ports")
+    p.add_argument(
+        "--admin-socket",
+        help="admin unix socket path (default $RUNTIME_DIRECTORY/admin.sock or <state-dir>/admin.sock)",
+    )
+    p.add_argument("--no-admin", action="store_true", help="do not open the admin socket")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument(
+        "--run-seconds", type=float, help="stop after this many seconds (live/testnet/sim-exchange)"
+    )
+    return p
+
+
+def _default_config_path() -> str:
+    here = Path(__file__).resolve().parent.parent / "config" / "atlas.toml"
+    if here.exists():
+        return str(here)
+    return "config/atlas.toml"
+
+
+def load_run_config(a: argparse.Namespace) -> Any:
+    from supervisor.config import apply_overrides, load_config
+
+    cfg = load_config(a.config or _default_config_path())
+    speed: Any = None
+    if a.speed is not None:
+        speed = a.speed if a.speed == "max" else float(a.speed)
+    return apply_overrides(
+        cfg,
+        run_mode=a.mode,
+        run_symbols=[s.strip().upper() for s in a.symbols.split(",") if s.strip()]
+        if a.symbols
+        else None,
+        run_state_dir=a.state_dir,
+        run_log_dir=a.log_dir,
+        paper_speed=speed,
+        paper_max_bars=a.max_bars,
+        venue_kind=a.venue,
+        venue_url=a.venue_url,
+        venue_ws_url=a.venue_ws_url,
+        admin_socket=a.admin_socket,
+    )
+
+
+def build_venue(cfg: Any, secrets: Any, store: Any) -> tuple[Any, Any, Any]:
+    """Returns (venue, replay or None, before_flush hook or None)."""
+    mode = cfg.run.mode
+    kind = cfg.venue.kind
+    if mode == "live" and kind != "binance":
+        raise LiveModeRefused(f"live mode refuses the simulated venue {kind!r} (contract §0.4)")
+    if kind == "sim":
+        if mode != "paper":
+            raise LiveModeRefused(f"{mode} mode cannot use the in-process simulator")
+        return _paper_sim(cfg, store)
+    from atlas_actors.venues.binance import BinanceAdapter
+
+    if kind == "sim-exchange":
+        key = secrets.binance_api_key or "paper"
+        secret = secrets.binance_api_secret or "paper"
+        venue = BinanceAdapter(
+            key,
+            secret,
+            rest_url=cfg.venue.url,
+            ws_url=cfg.venue.ws_url,
+            recv_window_ms=cfg.venue.recv_window_ms,
+            interval=cfg.run.interval,
+            symbols=list(cfg.run.symbols),
+        )
+        return venue, None, None
+    if not (secrets.binance_api_key and secrets.binance_api_secret):
+        raise LiveModeRefused(
+            "BINANCE_API_KEY / BINANCE_API_SECRET (or systemd credentials) are not set"
+        )
+    venue = BinanceAdapter(
+        secrets.binance_api_key,
+        secrets.binance_api_secret,
+        rest_url=cfg.venue.url,
+        ws_url=cfg.venue.ws_url,
+        testnet=(mode == "testnet") or cfg.venue.testnet,
+        recv_window_ms=cfg.venue.recv_window_ms,
+        interval=cfg.run.interval,
+        symbols=list(cfg.run.symbols),
+    )
+    return venue, None, None
+
+
+def _paper_sim(cfg: Any, store: Any) -> tuple[Any, Any, Any]:
+    from atlas_actors.actors.market_feed import PaperReplay
+    from atlas_actors.venues import replay as rp
+    from atlas_actors.venues.sim import SimVenue
+
+    series: dict[str, list[dict[str, Any]]] = {}
+    for sym in cfg.run.symbols:
+        src = cfg.paper.data.get(sym)
+        series[sym] = rp.paper_series_for(sym, src)
+    snap = store.get_meta(PAPER_VENUE_META)
+    kwargs = {"fee_bps": cfg.venue.fee_bps, "slippage_bps": cfg.venue.slippage_bps}
+    if snap:
+        venue = SimVenue.from_snapshot(snap, **kwargs)
+    else:
+        venue = SimVenue(starting_balance=cfg.venue.starting_balance, **kwargs)
+        for sym, bars in series.items():
+            if bars:
+                f = (
+                    rp.default_filters_for(sym, bars[0]["close"])
+                    if hasattr(rp, "default_filters_for")
+                    else None
+                )
+                if f is not None:
+                    venue.add_symbol(sym, **f)
+    resume = {s: int(store.get_symbol_state(s).get("last_bar_close_time", 0)) for s in series}
+    replay = PaperReplay(series, resume_after=resume, max_bars=cfg.paper.max_bars)
+
+    def before_flush() -> None:
+        store.put_meta(PAPER_VENUE_META, venue.snapshot())
+
+    return venue, replay, before_flush
+
+
+class Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last < 0.2 and done < total:
+            return
+        self.last = now
+        pct = 100.0 * done / total if total else 100.0
+        sys.stderr.write(f"\rreplay {done}/{total} bars ({pct:5.1f}%)")
+        sys.stderr.flush()
+        if done >= total:
+            sys.stderr.write("\n")
+
+
+def main_run(argv: list[str]) -> int:
+    from supervisor.config import ConfigError, config_error_exit
+
+    a = build_parser().parse_args(argv)
+    try:
+        cfg = load_run_config(a)
+    except (ConfigError, ValueError) as exc:
+        return config_error_exit(exc)
+    return run_service(cfg, quiet=a.quiet, no_admin=a.no_admin, run_seconds=a.run_seconds)
+
+
+def run_service(
+    cfg: Any, *, quiet: bool = False, no_admin: bool = False, run_seconds: float | None = None
+) -> int:
+    from atlas_actors.events import JsonlRecordWriter, read_records
+    from atlas_actors.store import StateStore, StoreError
+    from atlas_actors.summary import format_summary, summarize
+    from supervisor.alerts import init_alerts
+    from supervisor.notify import Notifier, WatchdogLoop
+    from supervisor.secrets import install_log_scrubbing, load_secrets, redact
+    from supervisor.tree import AtlasTree
+
+    secrets = load_secrets()
+    install_log_scrubbing(secrets)
+    os.makedirs(cfg.run.log_dir, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.FileHandler(os.path.join(cfg.run.log_dir, "atlas.log"))],
+    )
+    notifier = Notifier()
+    alerts = init_alerts(cfg, secrets)
+    try:
+        store = StateStore(cfg.run.state_dir)
+        store.load()
+    except StoreError as exc:
+        print(f"atlas run: {exc}", file=sys.stderr)
+        return 2
+    try:
+        try:
+            venue, replay, before_flush = build_venue(cfg, secrets, store)
+        except LiveModeRefused as exc:
+            print(f"atlas run: refused: {exc}", file=sys.stderr)
+            return 2
+        if cfg.run.mode == "live":
+            from atlas_actors.selfcheck import run_selfcheck
+
+            report = run_selfcheck(venue, cfg, list(cfg.run.symbols))
+            print(report.format_table())
+            if not report.ok:
+                alerts.selfcheck_failed(report)
+                print("atlas run: selfcheck failed; refusing to trade live", file=sys.stderr)
+                return 1
+        records_path = os.path.join(cfg.run.log_dir, "records.jsonl")
+        start_offset = os.path.getsize(records_path) if os.path.exists(records_path) else 0
+        sink = JsonlRecordWriter(records_path, store=store, scrub=lambda s: redact(s))
+        speed = None if cfg.paper.speed == "max" else float(cfg.paper.speed)
+        sup = cfg.supervisor
+        params = cfg.params
+        tier_a = getattr(getattr(params, "tiers", None), "A", None)
+        tree = AtlasTree(
+            venue=venue,
+            store=store,
+            sink=sink,
+            params=params,
+            symbols=list(cfg.run.symbols),
+            clock=_clock_for(venue, replay),
+            prefix=cfg.run.client_id_prefix,
+            replay=replay,
+            speed=speed,
+            alerts=alerts,
+            restart_intensity=sup.restart_intensity,
+            restart_window_s=sup.restart_window_s,
+            ping_interval_s=sup.ping_interval_s,
+            ping_timeout_s=sup.ping_timeout_s,
+            audit_interval_s=sup.audit_interval_s,
+            deadline_ms=sup.sentinel_deadline_ms,
+            before_flush=before_flush,
+            on_progress=Progress(not quiet),
+            leverage=getattr(tier_a, "leverage", None),
+            manage_stream=replay is None,
+        )
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: Any) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        tree.start()
+        admin = None
+        if not no_admin:
+            from supervisor.admin import AdminServer, default_admin_socket
+
+            path = cfg.admin.socket or default_admin_socket(cfg.run.state_dir)
+            admin = AdminServer(path, tree)
+            admin.start()
+        ready = tree.wait_ready(timeout_s=60.0)
+        if ready:
+            notifier.ready(f"{len(cfg.run.symbols)} symbols READY")
+        else:
+            log.error("not every symbol became READY within 60 s")
+        wd_interval = notifier.watchdog_interval_s()
+        watchdog = None
+        if wd_interval:
+            watchdog = WatchdogLoop(
+                notifier, tree.critical_healthy, wd_interval, status_text=lambda: _status_line(tree)
+            )
+            watchdog.start()
+        tree.start_market()
+        started = time.monotonic()
+        while not stop.is_set():
+            if replay is not None and tree.replay_done.is_set():
+                break
+            if run_seconds is not None and time.monotonic() - started >= run_seconds:
+                break
+            stop.wait(0.1)
+        notifier.stopping("shutting down: stops stay on the exchange")
+        if watchdog is not None:
+            watchdog.stop()
+        if admin is not None:
+            admin.stop()
+        tree.stop()
+        sink.close()
+        records = _records_since(records_path, start_offset, read_records)
+        bars = (
+            sum(1 for r in records if r.get("kind") == "candidate")
+            if replay is None
+            else _bars(tree)
+        )
+        summary = summarize(records, bars=bars)
+        summary["restarts"] = tree.restarts_total
+        print(format_summary(summary))
+        alerts.flush(2.0)
+        return 0
+    finally:
+        store.close()
+
+
+def _bars(tree: Any) -> int:
+    try:
+        return (
+            int(tree.feed.proxy().bars_sent.get(timeout=2.0))
+            if tree.feed and tree.feed.is_alive()
+            else 0
+        )
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def _records_since(path: str, offset: int, reader: Any) -> list[dict[str, Any]]:
+    import json
+
+    out: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8") as fh:
+        fh.seek(offset)
+        for line in fh:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def _status_line(tree: Any) -> str:
+    counts: dict[str, int] = {}
+    for c in tree.children.values():
+        counts[c.status] = counts.get(c.status, 0) + 1
+    return (
+        " ".join(f"{k}={v}" for k, v in sorted(counts.items())) + f" restarts={tree.restarts_total}"
+    )
+
+
+def _clock_for(venue: Any, replay: Any) -> Any:
+    """Paper: the replay's simulated time (the venue's clock); otherwise wall time."""
+    if replay is not None and hasattr(venue, "now"):
+        return venue.now
+    return time.time

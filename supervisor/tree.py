@@ -1,0 +1,638 @@
+"""The supervisor: starts, watches and restarts the actor tree.
+
+Start order: store (already open) -> OrderGateway -> Sentinel -> MarketFeed -> one
+SymbolActor per symbol. Before any open: one-way position mode and each symbol's leverage.
+Each SymbolActor starts in RECOVERING (reconcile with the venue by client id,
+recover_protection, Sentinel confirmation) and only then becomes READY.
+
+Failure detection: an actor that crashes reports itself (pykka `on_failure` and the
+actor's own guard), and a monitor thread pings every actor; no answer -> treated as dead.
+A crashed SymbolActor is restarted into RECOVERING; more than `restart_intensity`
+restarts within `restart_window_s` -> HALTED (no opens, protection kept, alert). A crashed
+shared actor is restarted; in-flight orders are resolved by client id by their engines.
+
+Also here: account-level limits every open passes (`AccountGuard`), the admin controller,
+periodic flushing and graceful stop (stop opening, flush, stop actors, stops stay on the
+exchange).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from atlas_actors.actors import symbol as sa
+from atlas_actors.actors.market_feed import EventRouter, MarketFeed, PaperReplay
+from atlas_actors.actors.order_gateway import GatewayPort, Lanes, OrderGateway
+from atlas_actors.actors.sentinel import Sentinel
+from atlas_actors.domain.commands import risk_record
+from atlas_actors.engine import SymbolEngine
+from atlas_actors.venues.base import VenueError
+
+log = logging.getLogger("atlas.supervisor")
+
+
+class AccountGuard:
+    """Account-level limits, checked where every open passes (before each candidate
+    evaluation of a flat symbol): max concurrent positions, max share of equity used as
+    margin, and a daily-loss halt that stops new opens until the next UTC day."""
+
+    def __init__(
+        self,
+        venue: Any,
+        *,
+        max_concurrent_positions: int,
+        max_margin_share: float,
+        daily_loss_halt_pct: float,
+        sink: Any = None,
+    ) -> None:
+        self.venue = venue
+        self.max_positions = max_concurrent_positions
+        self.max_margin_share = max_margin_share
+        self.daily_loss_halt_pct = daily_loss_halt_pct
+        self.sink = sink
+        self._lock = threading.Lock()
+        self._day: str | None = None
+        self._day_num: int | None = None
+        self._day_str = ""
+        self._day_start_equity = 0.0
+        self.halted_day: str | None = None
+        self.halt_reason: str | None = None
+
+    def _day_name(self, now: float) -> str:
+        """UTC date of `now`, formatted once per day (this runs before every flat bar)."""
+        n = int(now // 86400)
+        if n != self._day_num:
+            self._day_num = n
+            self._day_str = _dt.datetime.fromtimestamp(now, _dt.UTC).strftime("%Y-%m-%d")
+        return self._day_str
+
+    def block_reason(self, symbol: str, engine: SymbolEngine) -> str | None:
+        ps = engine.state.position_state
+        if ps.side != "NONE" or engine.state.pending:
+            return None  # not a fresh open; position management is never blocked here
+        now = engine.now()
+        with self._lock:
+            try:
+                bal = self.venue.get_balances()
+                positions = self.venue.get_positions()
+            except VenueError as exc:
+                return f"account: cannot read balances ({type(exc).__name__})"
+            equity = float(bal["total_equity"])
+            day = self._day_name(now)
+            if day != self._day:
+                self._day = day
+                self._day_start_equity = equity
+            if self.halted_day == day:
+                return self.halt_reason
+            loss_pct = (
+                (self._day_start_equity - equity) / self._day_start_equity * 100.0
+                if self._day_start_equity > 0
+                else 0.0
+            )
+            if self.daily_loss_halt_pct > 0 and loss_pct >= self.daily_loss_halt_pct:
+                self.halted_day = day
+                self.halt_reason = (
+                    f"account: daily loss halt ({loss_pct:.2f}% >= {self.daily_loss_halt_pct}% "
+                    f"on {day})"
+                )
+                if self.sink is not None:
+                    self.sink.emit(
+                        risk_record(
+                            event_type="LOSS_COOLDOWN",
+                            symbol="*",
+                            side="NONE",
+                            qty=0.0,
+                            price=0.0,
+                            order_ids=[],
+                            client_ids=[],
+                            reason=self.halt_reason,
+                            ts=now,
+                        )
+                    )
+                return self.halt_reason
+            open_n = sum(
+                1
+                for p in positions.values()
+                if str(p.get("side")) != "NONE" and float(p.get("qty") or 0)
+            )
+            if open_n >= self.max_positions:
+                return f"account: max concurrent positions {self.max_positions} reached"
+            margin = float(bal["margin_used"])
+            if equity > 0 and margin / equity >= self.max_margin_share:
+                return (
+                    f"account: margin use {margin / equity:.0%} >= max {self.max_margin_share:.0%}"
+                )
+        return None
+
+
+class Child:
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.ref: pykka.ActorRef[Any] | None = None
+        self.restarts: deque[float] = deque()
+        self.halted = False
+        self.status = sa.STARTING
+        self.restart_count = 0
+
+
+class AtlasTree:
+    def __init__(
+        self,
+        *,
+        venue: Any,
+        store: Any,
+        sink: Any,
+        params: Any,
+        symbols: list[str],
+        clock: Callable[[], float] = time.time,
+        prefix: str = "atl",
+        replay: PaperReplay | None = None,
+        speed: float | None = None,
+        alerts: Any = None,
+        restart_intensity: int = 5,
+        restart_window_s: float = 60.0,
+        ping_interval_s: float = 1.0,
+        ping_timeout_s: float = 5.0,
+        audit_interval_s: float = 5.0,
+        flush_interval_s: float = 0.5,
+        deadline_ms: int = 1000,
+        sentinel_poll_s: float = 0.05,
+        rate_per_s: float = 20.0,
+        before_flush: Callable[[], None] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        leverage: int | None = None,
+        manage_stream: bool = False,
+    ) -> None:
+        self.venue = venue
+        self.store = store
+        self.sink = sink
+        self.params = params
+        self.symbols = list(symbols)
+        self.clock = clock
+        self.prefix = prefix
+        self.replay = replay
+        self.speed = speed
+        self.alerts = alerts
+        self.restart_intensity = restart_intensity
+        self.restart_window_s = restart_window_s
+        self.ping_interval_s = ping_interval_s
+        self.ping_timeout_s = ping_timeout_s
+        self.audit_interval_s = audit_interval_s
+        self.flush_interval_s = flush_interval_s
+        self.deadline_ms = deadline_ms
+        self.sentinel_poll_s = sentinel_poll_s
+        self.rate_per_s = rate_per_s
+        self.before_flush = before_flush
+        self.on_progress = on_progress
+        self.leverage = leverage
+        self.manage_stream = manage_stream
+        self.children: dict[str, Child] = {s: Child(s) for s in self.symbols}
+        self.gateway: pykka.ActorRef[Any] | None = None
+        self.sentinel: pykka.ActorRef[Any] | None = None
+        self.feed: pykka.ActorRef[Any] | None = None
+        self._lanes: Lanes | None = None
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.replay_done = threading.Event()
+        risk = getattr(params, "risk", None)
+        self.account = AccountGuard(
+            venue,
+            max_concurrent_positions=int(getattr(risk, "max_concurrent_positions", 10)),
+            max_margin_share=float(getattr(risk, "max_margin_share", 0.5)),
+            daily_loss_halt_pct=float(getattr(risk, "daily_loss_halt_pct", 5.0)),
+            sink=sink,
+        )
+        self.restarts_total = 0
+        self.shared_restarts = 0
+        self.crash_log: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ lookups
+
+    def lanes(self) -> Lanes | None:
+        return self._lanes
+
+    def symbol_ref(self, symbol: str) -> Any:
+        child = self.children.get(symbol)
+        if child is None or child.ref is None or not child.ref.is_alive():
+            return None
+        return child.ref
+
+    def sentinel_proxy(self) -> Any:
+        ref = self.sentinel
+        if ref is None or not ref.is_alive():
+            return None
+        return ref.proxy()
+
+    def _lifecycle(self, symbol: str, status: str, why: str) -> None:
+        child = self.children.get(symbol)
+        if child is not None:
+            child.status = status
+        self.sink.emit(
+            {
+                "kind": "lifecycle",
+                "ts": int(self.clock()),
+                "symbol": symbol,
+                "state": status,
+                "why": why,
+            }
+        )
+
+    # ------------------------------------------------------------------ start
+
+    def start(self) -> None:
+        self._start_gateway()
+        self._start_sentinel()
+        self._prepare_account()
+        self.router = EventRouter(
+            self.symbol_ref,
+            self.sentinel_proxy,
+            bars_from_stream=self.replay is None,
+            on_resync=self._on_resync,
+        )
+        self.venue.add_listener(self.router.dispatch)
+        self._start_feed()
+        for sym in self.symbols:
+            self._start_symbol(sym, why="start")
+        self._spawn(self._monitor_loop, "supervisor-monitor")
+        self._spawn(self._flush_loop, "store-flusher")
+        if self.manage_stream:
+            self.venue.ws_start()
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _start_gateway(self) -> None:
+        self.gateway = OrderGateway.start(
+            self.venue, rate_per_s=self.rate_per_s, burst=self.rate_per_s * 2
+        )
+        self._lanes = self.gateway.proxy().lanes_ref().get()
+
+    def _start_sentinel(self) -> None:
+        port = GatewayPort(self.venue, "__sentinel__", self.lanes)
+        self.sentinel = Sentinel.start(
+            self.venue,
+            port.emergency,
+            self.symbol_ref,
+            poll_interval_s=self.sentinel_poll_s,
+            on_emergency=self._on_emergency,
+        )
+
+    def _start_feed(self) -> None:
+        self.feed = MarketFeed.start(
+            self.venue,
+            self.symbol_ref,
+            replay=self.replay,
+            speed=self.speed,
+            on_progress=self.on_progress,
+            on_done=self.replay_done.set,
+        )
+
+    def _prepare_account(self) -> None:
+        try:
+            self.venue.set_position_mode_one_way()
+        except VenueError as exc:
+            log.error("cannot set one-way position mode: %s", exc)
+            raise
+        if self.leverage:
+            for sym in self.symbols:
+                try:
+                    self.venue.set_leverage(sym, int(self.leverage))
+                except VenueError as exc:
+                    log.warning("%s: set_leverage failed: %s", sym, exc)
+
+    def _engine_factory(self, symbol: str) -> Callable[[], SymbolEngine]:
+        def make() -> SymbolEngine:
+            port = GatewayPort(self.venue, symbol, self.lanes)
+            return SymbolEngine(
+                symbol,
+                venue=port,
+                emergency_venue=port.emergency,
+                params=self.params,
+                store=self.store,
+                sink=self.sink,
+                clock=self.clock,
+                prefix=self.prefix,
+                deadline_ms=self.deadline_ms,
+            )
+
+        return make
+
+    def _watch_stop(self, symbol: str, cid: str, deadline_ms: int) -> None:
+        s = self.sentinel_proxy()
+        if s is not None:
+            s.watch(symbol, cid, deadline_ms)
+        else:  # no sentinel right now: check inline rather than leave it unchecked
+            self._ensure_visible(symbol, cid, deadline_ms)
+
+    def _ensure_visible(self, symbol: str, cid: str, deadline_ms: int) -> bool:
+        from atlas_actors.actors.sentinel import VisibilityGuard
+
+        s = self.sentinel
+        if s is not None and s.is_alive():
+            try:
+                return bool(s.proxy().guard.get().ensure_algo_visible(symbol, cid, deadline_ms))
+            except pykka.ActorDeadError:
+                pass
+        return VisibilityGuard(self.venue).ensure_algo_visible(symbol, cid, deadline_ms)
+
+    def _start_symbol(self, symbol: str, *, why: str) -> None:
+        child = self.children[symbol]
+        child.ref = sa.SymbolActor.start(
+            symbol,
+            self._engine_factory(symbol),
+            on_crash=self._child_failed,
+            on_lifecycle=self._lifecycle,
+            watch_stop=self._watch_stop,
+            ensure_visible=self._ensure_visible,
+            account_block=self.account.block_reason,
+            halted=child.halted,
+            deadline_ms=self.deadline_ms,
+        )
+        self._lifecycle(symbol, sa.STARTING, why)
+        child.ref.tell({"msg": "recover", "why": why})
+
+    # ------------------------------------------------------------------ failures
+
+    def _child_failed(self, symbol: str, exc: BaseException) -> None:
+        if self._stopping.is_set():
+            return
+        threading.Thread(target=self._restart_symbol, args=(symbol, exc), daemon=True).start()
+
+    def _restart_symbol(self, symbol: str, exc: BaseException) -> None:
+        with self._lock:
+            child = self.children[symbol]
+            old = child.ref
+            if old is not None and old.is_alive():
+                try:
+                    old.stop(block=True, timeout=2.0)
+                except pykka.Timeout:
+                    pass
+            now = time.monotonic()
+            child.restarts.append(now)
+            while child.restarts and now - child.restarts[0] > self.restart_window_s:
+                child.restarts.popleft()
+            child.restart_count += 1
+            self.restarts_total += 1
+            self.crash_log.append({"symbol": symbol, "error": repr(exc), "at": time.time()})
+            self.sink.emit(
+                {
+                    "kind": "lifecycle",
+                    "ts": int(self.clock()),
+                    "symbol": symbol,
+                    "state": "CRASHED",
+                    "why": repr(exc),
+                }
+            )
+            if self.alerts is not None:
+                self.alerts.actor_crashed("SymbolActor", symbol, exc)
+            if len(child.restarts) > self.restart_intensity and not child.halted:
+                child.halted = True
+                reason = f"{len(child.restarts)} restarts within {self.restart_window_s:.0f}s"
+                if self.alerts is not None:
+                    self.alerts.halted(symbol, reason)
+            if self._stopping.is_set():
+                return
+            self._start_symbol(symbol, why=f"restart after {type(exc).__name__}")
+
+    def _on_emergency(self, symbol: str, reason: str, result: dict[str, Any]) -> None:
+        if self.alerts is not None:
+            self.alerts.emergency_flat(symbol, reason, result)
+
+    def _on_resync(self) -> None:
+        for sym in self.symbols:
+            ref = self.symbol_ref(sym)
+            if ref is not None:
+                ref.tell({"msg": "recover", "why": "stream resync"})
+
+    def _restart_shared(self, name: str) -> None:
+        self.shared_restarts += 1
+        if self.alerts is not None:
+            self.alerts.actor_crashed(name, None, RuntimeError(f"{name} not answering"))
+        self.sink.emit(
+            {
+                "kind": "lifecycle",
+                "ts": int(self.clock()),
+                "symbol": "*",
+                "state": "RESTART",
+                "why": name,
+            }
+        )
+        if name == "OrderGateway":
+            if self.gateway is not None and self.gateway.is_alive():
+                self.gateway.stop(block=False)
+            self._start_gateway()
+        elif name == "Sentinel":
+            if self.sentinel is not None and self.sentinel.is_alive():
+                self.sentinel.stop(block=False)
+            self._start_sentinel()
+            # stops placed while the Sentinel was down are re-checked by every actor's recovery
+            self._on_resync()
+        elif name == "MarketFeed":
+            if self.feed is not None and self.feed.is_alive():
+                self.feed.stop(block=False)
+            if self.replay is not None:
+                # resume each symbol after the last bar its shard recorded
+                self.replay.resume_after = {
+                    s: int(self.store.get_symbol_state(s).get("last_bar_close_time", 0))
+                    for s in self.symbols
+                }
+            self._start_feed()
+            self.start_market()
+
+    def _alive(self, ref: pykka.ActorRef[Any] | None) -> bool:
+        if ref is None or not ref.is_alive():
+            return False
+        try:
+            return ref.proxy().ping().get(timeout=self.ping_timeout_s) == "pong"
+        except Exception:  # noqa: BLE001
+            return False
+
+    def critical_healthy(self) -> bool:
+        return self._alive(self.gateway) and self._alive(self.sentinel) and self._alive(self.feed)
+
+    def _monitor_loop(self) -> None:
+        last_audit = time.monotonic()
+        while not self._stopping.wait(self.ping_interval_s):
+            try:
+                for name, ref in (
+                    ("OrderGateway", self.gateway),
+                    ("Sentinel", self.sentinel),
+                    ("MarketFeed", self.feed),
+                ):
+                    if not self._stopping.is_set() and not self._alive(ref):
+                        with self._lock:
+                            self._restart_shared(name)
+                for sym, child in self.children.items():
+                    ref = child.ref
+                    if ref is None or self._stopping.is_set():
+                        continue
+                    if not ref.is_alive():
+                        continue  # its crash report is already restarting it
+                    try:
+                        ref.ask({"msg": "ping"}, timeout=self.ping_timeout_s)
+                    except pykka.Timeout:
+                        self._child_failed(sym, TimeoutError(f"{sym} did not answer a ping"))
+                    except pykka.ActorDeadError:
+                        pass
+                if time.monotonic() - last_audit >= self.audit_interval_s:
+                    last_audit = time.monotonic()
+                    self._audit()
+            except Exception:  # noqa: BLE001 - the monitor must outlive anything
+                log.exception("monitor loop error")
+
+    def _audit(self) -> None:
+        s = self.sentinel_proxy()
+        if s is None:
+            return
+        try:
+            findings = s.audit(self.symbols).get(timeout=10)
+        except Exception:  # noqa: BLE001
+            return
+        for f in findings:
+            sym = f.get("symbol")
+            if sym and self.symbol_ref(sym) is not None:
+                self.symbol_ref(sym).tell({"msg": "recover", "why": f"audit: {f['problem']}"})
+
+    def flush(self) -> None:
+        if self.before_flush is not None:
+            self.before_flush()
+        self.store.flush()
+
+    def _flush_loop(self) -> None:
+        while not self._stopping.wait(self.flush_interval_s):
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001
+                log.exception("periodic flush failed")
+
+    # ------------------------------------------------------------------ running
+
+    def start_market(self) -> None:
+        if self.feed is not None:
+            self.feed.proxy().start_replay()
+
+    def all_ready(self) -> bool:
+        return all(
+            c.status in (sa.READY, sa.PAUSED, sa.FROZEN, sa.HALTED) for c in self.children.values()
+        )
+
+    def wait_ready(self, timeout_s: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.all_ready():
+                return True
+            time.sleep(0.005)
+        return self.all_ready()
+
+    def stop(self) -> None:
+        """Graceful: stop opening and the market, flush, stop actors; stops stay on the venue."""
+        self._stopping.set()
+        for child in self.children.values():
+            if child.ref is not None and child.ref.is_alive():
+                try:
+                    child.ref.ask({"msg": "pause"}, timeout=5.0)
+                except Exception:  # noqa: BLE001
+                    pass
+        if self.feed is not None and self.feed.is_alive():
+            self.feed.proxy().stop_replay()
+        if self.manage_stream:
+            try:
+                self.venue.ws_stop()
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001
+            log.exception("final flush failed")
+        for child in self.children.values():
+            if child.ref is not None and child.ref.is_alive():
+                try:
+                    child.ref.stop(block=True, timeout=5.0)
+                except Exception:  # noqa: BLE001
+                    pass
+        for ref in (self.feed, self.sentinel, self.gateway):
+            if ref is not None and ref.is_alive():
+                try:
+                    ref.stop(block=True, timeout=5.0)
+                except Exception:  # noqa: BLE001
+                    pass
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001
+            log.exception("final flush failed")
+
+    # ------------------------------------------------------------------ admin controller
+
+    def _ask(self, symbol: str, message: dict[str, Any], timeout: float = 10.0) -> Any:
+        ref = self.symbol_ref(symbol)
+        if ref is None:
+            raise KeyError(f"unknown or stopped symbol {symbol!r}")
+        return ref.ask(message, timeout=timeout)
+
+    def _targets(self, symbol: str | None) -> list[str]:
+        if symbol in (None, "", "all", "ALL"):
+            return list(self.symbols)
+        if symbol not in self.children:
+            raise KeyError(f"unknown symbol {symbol!r}")
+        return [symbol]
+
+    def status(self) -> dict[str, Any]:
+        out = []
+        for sym in self.symbols:
+            try:
+                out.append(self._ask(sym, {"msg": "status"}, timeout=5.0))
+            except Exception as exc:  # noqa: BLE001
+                out.append({"symbol": sym, "state": self.children[sym].status, "error": str(exc)})
+        return {
+            "symbols": out,
+            "restarts": self.restarts_total,
+            "healthy": self.critical_healthy(),
+            "account_halt": self.account.halt_reason,
+        }
+
+    def pause(self, symbol: str | None) -> dict[str, Any]:
+        return {"symbols": [self._ask(s, {"msg": "pause"}) for s in self._targets(symbol)]}
+
+    def resume(self, symbol: str | None) -> dict[str, Any]:
+        return {
+            "symbols": [
+                self._ask(s, {"msg": "resume", "clear_halt": True}) for s in self._targets(symbol)
+            ]
+        }
+
+    def freeze(self, symbol: str, minutes: float) -> dict[str, Any]:
+        return {
+            "symbols": [
+                self._ask(s, {"msg": "freeze", "minutes": minutes}) for s in self._targets(symbol)
+            ]
+        }
+
+    def flatten(self, symbol: str, operator: str) -> dict[str, Any]:
+        return {
+            "symbols": [
+                self._ask(s, {"msg": "flatten", "operator": operator}, timeout=30.0)
+                for s in self._targets(symbol)
+            ]
+        }
+
+    def state(self, symbol: str) -> dict[str, Any]:
+        return self._ask(symbol, {"msg": "state"})  # type: ignore[no-any-return]
+
+    def events(self, since: int, limit: int) -> list[dict[str, Any]]:
+        return self.store.iter_events(since=since, limit=limit)  # type: ignore[no-any-return]
+
+    def restart(self, symbol: str) -> dict[str, Any]:
+        self._targets(symbol)
+        self._restart_symbol(symbol, RuntimeError("operator restart"))
+        return {"symbol": symbol, "restarted": True}
