@@ -26,7 +26,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict atlas_actors/domain
 
 test: lint typecheck
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) -m bench.run

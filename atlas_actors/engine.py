@@ -34,7 +34,7 @@ from atlas_actors.domain.commands import (
     SetCooldown,
     risk_record,
 )
-from atlas_actors.domain.records import SymbolState
+from atlas_actors.domain.records import SymbolState, state_to_dict_reusing
 from atlas_actors.venues.base import (
     AlgoUpdate,
     OrderRejected,
@@ -190,11 +190,14 @@ class SymbolEngine:
         self.spread_bps: float = 0.0
         self._queue: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self._ctx_cache: _CtxCache | None = None
+        self._raw_filters: Any = None
         self._busy = False
         self._seen_exec: dict[str, float] = {}  # client/venue order id -> cumulative executed qty
         self._flatten_ids: set[str] = set()  # emergency closes: booked via on_emergency_flat
         self._stop_child_ids: set[str] = set()
         self._replacing: dict[str, str] = {}  # new stop client id -> the old one it replaces
+        self._plain_src: SymbolState | None = None  # last persisted state and its dict form
+        self._plain: dict[str, Any] | None = None
         self._trade: dict[str, Any] | None = None  # the open trade's venue-reported PnL and fees
         self.on_state_change: Callable[[SymbolState], None] | None = None
         self.on_emergency: Callable[[str], None] | None = None  # the actor freezes itself
@@ -206,8 +209,9 @@ class SymbolEngine:
         return int(self.clock())
 
     def ctx(self) -> core.MarketCtx:
-        if self.filters is None:
-            self.filters = _symbol_filters(self.venue, self.symbol)
+        # Re-read every time: the venue may refine a symbol's filters (first price, an
+        # exchangeInfo refresh after a filter error); both venues answer from memory.
+        self._refresh_filters()
         acct = self.account.snapshot()
         # An account port that returns the same snapshot object while nothing changed (the
         # backtest's) lets an unchanged context be reused instead of rebuilt every bar.
@@ -237,6 +241,28 @@ class SymbolEngine:
         self._ctx_cache = _CtxCache(acct, ctx)
         return ctx
 
+    def _refresh_filters(self) -> None:
+        """A venue that hands out its filter object (SimVenue.get_filters: the same object until
+        the filters change) costs one call; the converted filters - and with them the cached
+        context - are rebuilt only when that object changed."""
+        get_obj = getattr(self.venue, "get_filters", None)
+        if get_obj is None:
+            self.filters = _symbol_filters(self.venue, self.symbol) or self.filters
+            return
+        try:
+            raw = get_obj(self.symbol)
+        except (VenueError, KeyError, ValueError):
+            return
+        if raw is self._raw_filters and self.filters is not None:
+            return
+        self._raw_filters = raw
+        self.filters = core.SymbolFilters(
+            tick_size=float(raw.tick_size),
+            step_size=float(raw.step_size),
+            min_qty=float(raw.min_qty),
+            min_notional=float(raw.min_notional),
+        )
+
     def on_bar(self, bar: dict[str, Any]) -> None:
         self.stats["bars"] += 1
         self._submit(self._do_bar, bar)
@@ -252,8 +278,10 @@ class SymbolEngine:
     def on_algo_update(self, upd: AlgoUpdate) -> None:
         self._submit(self._do_algo_update, upd)
 
-    def on_stop_visibility(self, client_algo_id: str, visible: bool) -> None:
-        self._submit(self._do_stop_visibility, client_algo_id, visible)
+    def on_stop_visibility(
+        self, client_algo_id: str, visible: bool, *, venue_flat: bool = False
+    ) -> None:
+        self._submit(self._do_stop_visibility, client_algo_id, visible, venue_flat)
 
     def on_emergency_flattened(self, reason: str, result: dict[str, Any]) -> None:
         """Someone else (the Sentinel, an operator) has flattened the position."""
@@ -333,15 +361,20 @@ class SymbolEngine:
         step = core.on_algo_update(self.state, upd, self.ctx(), self.params, self.now())
         self._commit(step)
 
-    def _do_stop_visibility(self, client_algo_id: str, visible: bool) -> None:
-        self._emit(
-            {
-                "kind": "stop_visible" if visible else "stop_invisible",
-                "ts": self.now(),
-                "symbol": self.symbol,
-                "client_algo_id": client_algo_id,
-            }
-        )
+    def _do_stop_visibility(
+        self, client_algo_id: str, visible: bool, venue_flat: bool = False
+    ) -> None:
+        rec = {
+            "kind": "stop_visible" if visible else "stop_invisible",
+            "ts": self.now(),
+            "symbol": self.symbol,
+            "client_algo_id": client_algo_id,
+        }
+        if venue_flat:
+            rec["venue_flat"] = True
+        self._emit(rec)
+        if venue_flat:
+            return  # the Sentinel found nothing left to protect
         if visible:
             self.stats["stops_confirmed"] += 1
             old = self._replacing.pop(client_algo_id, None)
@@ -490,7 +523,9 @@ class SymbolEngine:
     def _persist(self, *, flush: bool) -> None:
         if self.store is None:
             return
-        self.store.set_symbol_state(self.symbol, self.state.to_dict())
+        plain = state_to_dict_reusing(self.state, self._plain_src, self._plain)
+        self._plain_src, self._plain = self.state, plain
+        self.store.set_symbol_state(self.symbol, plain)
         if flush and self.flush_before_send:
             self.store.flush()  # write-ahead: client ids are durable before anything is sent
 

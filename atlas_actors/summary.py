@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -59,13 +60,15 @@ def summarize(records: Iterable[dict[str, Any]], *, bars: int | None = None) -> 
     return out
 
 
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
+
+
 def _reason_key(reason: str) -> str:
-    """Group reject reasons by their first clause (times and numbers vary)."""
+    """Group reject reasons by their first clause, numbers and times masked."""
     head = reason.split(";")[0].strip()
-    for sep in (" until ", " (", ":"):
-        if sep in head and not head.startswith("actor state"):
-            head = head.split(sep)[0]
-    return head or "unspecified"
+    if " until " in head:
+        head = head.split(" until ")[0]
+    return _NUMBER.sub("N", head) or "unspecified"
 
 
 def format_summary(s: dict[str, Any]) -> str:

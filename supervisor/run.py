@@ -136,6 +136,7 @@ def build_venue(cfg: Any, secrets: Any, store: Any) -> tuple[Any, Any, Any]:
 def _paper_sim(cfg: Any, store: Any) -> tuple[Any, Any, Any]:
     from atlas_actors.actors.market_feed import PaperReplay
     from atlas_actors.venues import replay as rp
+    from atlas_actors.venues.filters import default_filters_for
     from atlas_actors.venues.sim import SimVenue
 
     series: dict[str, list[dict[str, Any]]] = {}
@@ -244,7 +245,7 @@ def run_service(
         speed = None if cfg.paper.speed == "max" else float(cfg.paper.speed)
         sup = cfg.supervisor
         params = cfg.params
-        tier_a = getattr(getattr(params, "tiers", None), "A", None)
+        tier_a = params.tier("A")
         tree = AtlasTree(
             venue=venue,
             store=store,
@@ -266,6 +267,8 @@ def run_service(
             on_progress=Progress(not quiet),
             leverage=getattr(tier_a, "leverage", None),
             manage_stream=replay is None,
+            # SimVenue has no request budget; a real venue gets Binance-safe defaults
+            rate_per_s=10_000.0 if replay is not None else 20.0,
         )
         stop = threading.Event()
 
@@ -310,11 +313,8 @@ def run_service(
         tree.stop()
         sink.close()
         records = _records_since(records_path, start_offset, read_records)
-        bars = (
-            sum(1 for r in records if r.get("kind") == "candidate")
-            if replay is None
-            else _bars(tree)
-        )
+        # live: one closed bar per candidate evaluation is not exact; count what the feed sent
+        bars = tree.bars_fed if replay is not None else len(tree.symbols) and tree.bars_fed
         summary = summarize(records, bars=bars)
         summary["restarts"] = tree.restarts_total
         print(format_summary(summary))
@@ -322,17 +322,6 @@ def run_service(
         return 0
     finally:
         store.close()
-
-
-def _bars(tree: Any) -> int:
-    try:
-        return (
-            int(tree.feed.proxy().bars_sent.get(timeout=2.0))
-            if tree.feed and tree.feed.is_alive()
-            else 0
-        )
-    except Exception:  # noqa: BLE001
-        return 0
 
 
 def _records_since(path: str, offset: int, reader: Any) -> list[dict[str, Any]]:

@@ -203,6 +203,7 @@ class AtlasTree:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.replay_done = threading.Event()
+        self.bars_fed = 0
         risk = getattr(params, "risk", None)
         self.account = AccountGuard(
             venue,
@@ -546,6 +547,10 @@ class AtlasTree:
                     pass
         if self.feed is not None and self.feed.is_alive():
             self.feed.proxy().stop_replay()
+            try:
+                self.bars_fed = int(self.feed.proxy().bars_sent.get(timeout=5.0))
+            except Exception:  # noqa: BLE001
+                pass
         if self.manage_stream:
             try:
                 self.venue.ws_stop()

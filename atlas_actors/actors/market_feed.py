@@ -55,7 +55,7 @@ class PaperReplay:
         self.resume_after = resume_after or {}
         self.max_bars = max_bars
         self.shift_ms: dict[str, int] = {}
-        firsts = {s: bars[0]["open_time"] for s, bars in series.items() if bars}
+        firsts = {s: bars[0]["open_time"] for s, bars in series.items() if len(bars)}
         if firsts:
             base = firsts[next(iter(firsts))]
             for sym, first in firsts.items():
@@ -77,11 +77,16 @@ class PaperReplay:
             b["close_time"] = ct
             yield b
 
+    def _keyed(self, sym: str, rank: int) -> Iterator[tuple[int, int, str, dict[str, Any]]]:
+        for b in self._shifted(sym):
+            yield b["close_time"], rank, sym, b
+
     def groups(self) -> Iterator[tuple[int, list[tuple[str, dict[str, Any]]]]]:
         """Yield (close_time, [(symbol, bar), ...]) in time order, symbols in config order."""
         order = {s: i for i, s in enumerate(self.series)}
         merged: Iterable[tuple[int, int, str, dict[str, Any]]] = heapq.merge(
-            *(((b["close_time"], order[s], s, b) for b in self._shifted(s)) for s in self.series)
+            *(self._keyed(s, order[s]) for s in self.series),
+            key=lambda t: (t[0], t[1]),
         )
         current: int | None = None
         group: list[tuple[str, dict[str, Any]]] = []
@@ -178,7 +183,7 @@ class MarketFeed(pykka.ThreadingActor):
         self.on_progress = on_progress
         self.on_done = on_done
         self.bar_timeout_s = bar_timeout_s
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._thread: threading.Thread | None = None
         self.bars_sent = 0
         self.last_close_time = 0
@@ -200,7 +205,7 @@ class MarketFeed(pykka.ThreadingActor):
         self._thread.start()
 
     def stop_replay(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -210,10 +215,10 @@ class MarketFeed(pykka.ThreadingActor):
         }
 
     def on_stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        self._stop.set()
+        self._halt.set()
 
     # -------------------------------------------------------------- paper replay
 
@@ -223,11 +228,11 @@ class MarketFeed(pykka.ThreadingActor):
         prev_ct: int | None = None
         try:
             for ct, group in self.replay.groups():
-                if self._stop.is_set():
+                if self._halt.is_set():
                     return
                 if self.speed is not None and prev_ct is not None:
                     delay = (ct - prev_ct) / 1000.0 / self.speed
-                    if delay > 0 and self._stop.wait(delay):
+                    if delay > 0 and self._halt.wait(delay):
                         return
                 prev_ct = ct
                 for sym, bar in group:
@@ -257,7 +262,7 @@ class MarketFeed(pykka.ThreadingActor):
                 if self.on_progress is not None:
                     self.on_progress(self.bars_sent, total)
         finally:
-            self.done = not self._stop.is_set()
+            self.done = not self._halt.is_set()
             if self.done and self.on_done is not None:
                 self.on_done()
 

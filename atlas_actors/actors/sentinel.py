@@ -25,6 +25,13 @@ from atlas_actors.venues.base import AlgoUpdate, UnknownOutcome, VenueError, clo
 log = logging.getLogger("atlas.sentinel")
 
 
+# Final algo statuses that prove the stop was live at the venue before it left the book.
+# REJECTED is here because a placement that is refused raises at once; a stop that the venue
+# reports REJECTED later was accepted and refused at trigger time (its reduce-only order found
+# the position already closed, e.g. by the stop it was replacing).
+SEEN_FINAL = frozenset({"TRIGGERING", "TRIGGERED", "FINISHED", "CANCELED", "EXPIRED", "REJECTED"})
+
+
 class VisibilityGuard:
     def __init__(
         self,
@@ -60,7 +67,16 @@ class VisibilityGuard:
         except VenueError as exc:
             log.warning("%s: open algo query failed: %s", symbol, exc)
             return False
-        return any(str(a.get("client_algo_id")) == client_algo_id for a in algos)
+        if any(str(a.get("client_algo_id")) == client_algo_id for a in algos):
+            return True
+        # Not open any more: it may already have triggered (a fast market) or been replaced.
+        # The venue knowing it in a final state proves it was live; an order the venue never
+        # heard of (lost, invisible) is not.
+        try:
+            found = self.venue.get_algo_order(symbol=symbol, client_algo_id=client_algo_id)
+        except VenueError:
+            return False
+        return bool(found) and str(found.get("status")) in SEEN_FINAL
 
     def ensure_algo_visible(
         self, symbol: str, client_algo_id: str, deadline_ms: int = 1000
@@ -175,6 +191,18 @@ class Sentinel(pykka.ThreadingActor):
             reason = f"protective stop {client_algo_id} not visible within {deadline_ms} ms"
             cid = emergency_client_id(client_algo_id)
             result = flatten_position(self.emergency_venue, symbol, cid)
+            if not result["order_ids"] and result["qty"] == 0:
+                # nothing to protect any more (the position closed meanwhile): no flatten
+                if actor is not None:
+                    actor.tell(
+                        {
+                            "msg": "stop_visibility",
+                            "cid": client_algo_id,
+                            "visible": False,
+                            "flat": True,
+                        }
+                    )
+                return
             try:  # it may still appear later: it is reduce-only, but leave nothing behind
                 self.emergency_venue.cancel_algo(
                     symbol=symbol, algo_id=None, client_algo_id=client_algo_id

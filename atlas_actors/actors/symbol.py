@@ -207,7 +207,9 @@ class SymbolActor(pykka.ThreadingActor):
 
     def _on_stop_visibility(self, message: dict[str, Any]) -> None:
         assert self.engine is not None
-        self.engine.on_stop_visibility(message["cid"], bool(message["visible"]))
+        self.engine.on_stop_visibility(
+            message["cid"], bool(message["visible"]), venue_flat=bool(message.get("flat"))
+        )
 
     def _on_emergency_flattened(self, message: dict[str, Any]) -> None:
         assert self.engine is not None

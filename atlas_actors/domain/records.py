@@ -181,6 +181,24 @@ class SymbolState:
         return cls(symbol=symbol)
 
 
+def state_to_dict_reusing(
+    state: SymbolState, prev: SymbolState | None, prev_dict: dict[str, Any] | None
+) -> dict[str, Any]:
+    """`state.to_dict()`, reusing the plain form of every top-level field that is the very
+    same object as in `prev` (the domain never mutates a state it returned, so an unchanged
+    field is shared). Makes per-bar persistence cheap: most bars change a few fields."""
+    if prev is None or prev_dict is None:
+        return state.to_dict()
+    names = _FIELD_NAMES.get(SymbolState)
+    if names is None:
+        names = _FIELD_NAMES[SymbolState] = tuple(f.name for f in dataclasses.fields(SymbolState))
+    out: dict[str, Any] = {}
+    for n in names:
+        v = getattr(state, n)
+        out[n] = prev_dict[n] if getattr(prev, n) is v else _to_plain(v)
+    return out
+
+
 def default_symbol_state(symbol: str = "") -> dict[str, Any]:
     """The plain-dict form of a fresh symbol's state (what the store returns for unknowns)."""
     return SymbolState.fresh(symbol).to_dict()
@@ -191,12 +209,27 @@ def default_symbol_state(symbol: str = "") -> dict[str, Any]:
 T = TypeVar("T")
 
 
+_PRIMITIVE = frozenset({int, float, str, bool, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _to_plain(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    # Hot path (every state write): exact-type checks first, the generic cases after.
+    t = type(obj)
+    if t in _PRIMITIVE:
+        return obj
+    if t is list:
+        return [v if type(v) in _PRIMITIVE else _to_plain(v) for v in obj]
+    if t is dict:
+        return {str(k): v if type(v) in _PRIMITIVE else _to_plain(v) for k, v in obj.items()}
+    names = _FIELD_NAMES.get(t)
+    if names is None and dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        names = _FIELD_NAMES[t] = tuple(f.name for f in dataclasses.fields(obj))
+    if names is not None:
+        return {n: _to_plain(getattr(obj, n)) for n in names}
     if isinstance(obj, StrEnum):
         return str(obj.value)
-    if isinstance(obj, list):
+    if isinstance(obj, list | tuple):
         return [_to_plain(v) for v in obj]
     if isinstance(obj, dict):
         return {str(k): _to_plain(v) for k, v in obj.items()}

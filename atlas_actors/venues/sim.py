@@ -388,6 +388,9 @@ class SimVenue:
         self._algo_cids: dict[str, str] = {}
         # Finished orders/algos are kept for idempotency and queries, oldest pruned beyond this.
         self.max_closed = 50_000
+        # False: feed_bar emits no BarClosed events (the backtest hands each bar to its engine
+        # itself and would only discard them); fills, algo and account events are unaffected.
+        self.bar_events = True
         self._closed_orders: deque[str] = deque()
         self._closed_algos: deque[str] = deque()
 
@@ -626,7 +629,12 @@ class SimVenue:
             else:
                 events = []
                 self._bar_slow(st, o, h, lo, c, int(bar["open_time"]), ct, events)
-            if self._listeners and self._ws_on and self.faults.stream_up("market"):
+            if (
+                self.bar_events
+                and self._listeners
+                and self._ws_on
+                and self.faults.stream_up("market")
+            ):
                 ot = int(bar["open_time"])
                 ev = BarClosed(
                     symbol,
@@ -1178,6 +1186,10 @@ class SimVenue:
         with self._lock:
             self._sym(symbol).leverage = leverage
         self._end(plan)
+
+    def get_position_mode(self) -> str:
+        """The simulator only knows one-way mode (what Atlas requires)."""
+        return "ONE_WAY"
 
     def set_position_mode_one_way(self) -> None:
         """The simulator is always in one-way mode: success."""
