@@ -150,14 +150,15 @@ def _paper_sim(cfg: Any, store: Any) -> tuple[Any, Any, Any]:
     else:
         venue = SimVenue(starting_balance=cfg.venue.starting_balance, **kwargs)
         for sym, bars in series.items():
-            if bars:
-                f = (
-                    rp.default_filters_for(sym, bars[0]["close"])
-                    if hasattr(rp, "default_filters_for")
-                    else None
+            if len(bars):  # filters fixed up front from the data's first price
+                f = default_filters_for(sym, bars[0]["close"])
+                venue.add_symbol(
+                    sym,
+                    tick_size=f.tick_size,
+                    step_size=f.step_size,
+                    min_qty=f.min_qty,
+                    min_notional=f.min_notional,
                 )
-                if f is not None:
-                    venue.add_symbol(sym, **f)
     resume = {s: int(store.get_symbol_state(s).get("last_bar_close_time", 0)) for s in series}
     replay = PaperReplay(series, resume_after=resume, max_bars=cfg.paper.max_bars)
 
