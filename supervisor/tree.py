@@ -170,6 +170,7 @@ class AtlasTree:
         on_progress: Callable[[int, int], None] | None = None,
         leverage: int | None = None,
         manage_stream: bool = False,
+        shared_restart_intensity: int = 3,
     ) -> None:
         self.venue = venue
         self.store = store
@@ -214,6 +215,9 @@ class AtlasTree:
         )
         self.restarts_total = 0
         self.shared_restarts = 0
+        self.shared_restart_intensity = shared_restart_intensity
+        self._shared_restart_times: dict[str, deque[float]] = {}
+        self.given_up: set[str] = set()
         self.crash_log: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ lookups
@@ -420,6 +424,28 @@ class AtlasTree:
         self.shared_restarts += 1
         if self.alerts is not None:
             self.alerts.actor_crashed(name, None, RuntimeError(f"{name} not answering"))
+        now = time.monotonic()
+        times = self._shared_restart_times.setdefault(name, deque())
+        while times and now - times[0] > self.restart_window_s:
+            times.popleft()
+        if len(times) >= self.shared_restart_intensity:
+            # Give up: the process is not healthy any more. The watchdog pings stop and
+            # systemd restarts the whole service (every stop stays on the exchange).
+            if name not in self.given_up:
+                self.given_up.add(name)
+                self.sink.emit(
+                    {
+                        "kind": "lifecycle",
+                        "ts": int(self.clock()),
+                        "symbol": "*",
+                        "state": "GAVE_UP",
+                        "why": f"{name}: {len(times)} restarts within {self.restart_window_s:.0f}s",
+                    }
+                )
+                if self.alerts is not None:
+                    self.alerts.halted("*", f"{name} keeps failing; giving up")
+            return
+        times.append(now)
         self.sink.emit(
             {
                 "kind": "lifecycle",
@@ -471,6 +497,8 @@ class AtlasTree:
                     ("Sentinel", self.sentinel),
                     ("MarketFeed", self.feed),
                 ):
+                    if name in self.given_up:
+                        continue
                     if not self._stopping.is_set() and not self._alive(ref):
                         with self._lock:
                             self._restart_shared(name)
