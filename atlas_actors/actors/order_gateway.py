@@ -63,6 +63,7 @@ class _Lane:
         self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.budget = budget
         self.busy_since: float | None = None
+        self.stopped = False
         self.thread = threading.Thread(target=self._run, name=f"lane-{name}", daemon=True)
         self.thread.start()
 
@@ -70,9 +71,15 @@ class _Lane:
         while True:
             item = self.q.get()
             if item is _STOP:
+                self._fail_queued()
                 return
             fut, fn = item
             if not fut.set_running_or_notify_cancel():
+                continue
+            if self.stopped:
+                fut.set_exception(
+                    VenueUnavailable(f"order gateway lane {self.name} stopped before sending")
+                )
                 continue
             if self.budget is not None:
                 self.budget.acquire()
@@ -84,7 +91,24 @@ class _Lane:
             finally:
                 self.busy_since = None
 
+    def _fail_queued(self) -> None:
+        """Requests still queued when the gateway stops were never sent: say so at once
+        (a known "not applied", unlike a timeout) instead of letting callers wait."""
+        while True:
+            try:
+                item = self.q.get_nowait()
+            except queue.Empty:
+                return
+            if item is _STOP:
+                continue
+            fut, _ = item
+            if fut.set_running_or_notify_cancel():
+                fut.set_exception(
+                    VenueUnavailable(f"order gateway lane {self.name} stopped before sending")
+                )
+
     def stop(self) -> None:
+        self.stopped = True
         self.q.put(_STOP)
 
 

@@ -238,3 +238,32 @@ def test_shared_actor_crash_is_restarted(tmp_path, rigs):
     assert wait_for(lambda: rig.tree.gateway is not old and rig.tree.gateway.is_alive(), 10)
     assert rig.tree.critical_healthy()
     assert rig.of_kind("lifecycle", state="RESTART", why="OrderGateway")
+
+
+def test_requests_queued_when_the_gateway_stops_fail_fast_as_not_sent():
+    from atlas_actors.venues.base import VenueUnavailable
+
+    venue = SlowForOneSymbol("AAAUSDT", 1.0, starting_balance=100_000.0)
+    venue.add_symbol("AAAUSDT", tick_size=0.01, step_size=0.001, min_qty=0.001, min_notional=5.0)
+    venue.set_price("AAAUSDT", 100.0)
+    lanes = Lanes(rate_per_s=1000, burst=1000)
+
+    def order(cid: str):
+        return lambda: venue.place_limit_postonly(
+            symbol="AAAUSDT",
+            side="BUY",
+            qty=1.0,
+            price=90.0,
+            tif="GTX",
+            reduce_only=False,
+            client_order_id=cid,
+        )
+
+    first = lanes.submit("AAAUSDT", order("q-1"))  # occupies the lane for 1 s
+    queued = lanes.submit("AAAUSDT", order("q-2"))
+    time.sleep(0.1)
+    lanes.stop()
+    assert first.result(timeout=5)["client_order_id"] == "q-1"
+    with pytest.raises(VenueUnavailable):
+        queued.result(timeout=5)
+    assert venue.get_order(symbol="AAAUSDT", client_order_id="q-2") is None  # never sent
