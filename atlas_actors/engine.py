@@ -15,6 +15,7 @@ fill seen both on the stream and in a REST reply counts once.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -160,8 +161,10 @@ class SymbolEngine:
         emergency_venue: Any = None,
         deadline_ms: int = 1000,
         flush_before_send: bool = True,
+        fence: threading.Event | None = None,
     ) -> None:
         self.symbol = symbol
+        self.fence = fence  # set when a restarted successor owns the symbol: never act again
         self.venue = venue
         self.emergency_venue = emergency_venue or venue
         self.params = params
@@ -521,7 +524,7 @@ class SymbolEngine:
             self.on_state_change(self.state)
 
     def _persist(self, *, flush: bool) -> None:
-        if self.store is None:
+        if self.store is None or self.fenced():
             return
         plain = state_to_dict_reusing(self.state, self._plain_src, self._plain)
         self._plain_src, self._plain = self.state, plain
@@ -560,7 +563,13 @@ class SymbolEngine:
                 time.sleep(min(max(exc.retry_after, 0.0), 1.0))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def fenced(self) -> bool:
+        return self.fence is not None and self.fence.is_set()
+
     def _execute(self, cmd: Command) -> None:
+        if self.fenced():
+            log.warning("%s: fenced engine drops %s", self.symbol, type(cmd).__name__)
+            return
         try:
             if isinstance(cmd, PlaceLimit):
                 self._place_order(cmd)
@@ -754,6 +763,8 @@ class SymbolEngine:
         """Emergency reduceOnly market close of whatever the venue holds, then domain bookkeeping."""
         venue = self.emergency_venue
         result: dict[str, Any] = {"qty": 0.0, "price": 0.0, "order_ids": [], "client_ids": []}
+        if self.fenced():
+            return result
         try:
             pos = venue.get_positions().get(self.symbol) or {}
         except VenueError as exc:

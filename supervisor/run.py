@@ -270,6 +270,8 @@ def run_service(
             manage_stream=replay is None,
             # SimVenue has no request budget; a real venue gets Binance-safe defaults
             rate_per_s=10_000.0 if replay is not None else 20.0,
+            # a real venue's balances/positions: cached 2 s, dropped on every fill
+            account_max_age_s=0.0 if replay is not None else 2.0,
         )
         stop = threading.Event()
 

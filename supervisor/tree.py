@@ -28,6 +28,7 @@ from typing import Any
 
 import pykka
 
+from atlas_actors.account import AccountView
 from atlas_actors.actors import symbol as sa
 from atlas_actors.actors.market_feed import EventRouter, MarketFeed, PaperReplay
 from atlas_actors.actors.order_gateway import GatewayPort, Lanes, OrderGateway
@@ -81,8 +82,8 @@ class AccountGuard:
         now = engine.now()
         with self._lock:
             try:
-                bal = self.venue.get_balances()
-                positions = self.venue.get_positions()
+                bal = self.venue.balances()
+                positions = self.venue.positions()
             except VenueError as exc:
                 return f"account: cannot read balances ({type(exc).__name__})"
             equity = float(bal["total_equity"])
@@ -141,6 +142,7 @@ class Child:
         self.halted = False
         self.status = sa.STARTING
         self.restart_count = 0
+        self.fence = threading.Event()  # set when this child's current instance is replaced
 
 
 class AtlasTree:
@@ -171,6 +173,7 @@ class AtlasTree:
         leverage: int | None = None,
         manage_stream: bool = False,
         shared_restart_intensity: int = 3,
+        account_max_age_s: float = 0.0,
     ) -> None:
         self.venue = venue
         self.store = store
@@ -206,8 +209,9 @@ class AtlasTree:
         self.replay_done = threading.Event()
         self.bars_fed = 0
         risk = getattr(params, "risk", None)
+        self.accounts = AccountView(venue, max_age_s=account_max_age_s)
         self.account = AccountGuard(
-            venue,
+            self.accounts,
             max_concurrent_positions=int(getattr(risk, "max_concurrent_positions", 10)),
             max_margin_share=float(getattr(risk, "max_margin_share", 0.5)),
             daily_loss_halt_pct=float(getattr(risk, "daily_loss_halt_pct", 5.0)),
@@ -263,6 +267,7 @@ class AtlasTree:
             bars_from_stream=self.replay is None,
             on_resync=self._on_resync,
         )
+        self.venue.add_listener(self.accounts.on_event)
         self.venue.add_listener(self.router.dispatch)
         self._start_feed()
         for sym in self.symbols:
@@ -316,13 +321,15 @@ class AtlasTree:
                 except VenueError as exc:
                     log.warning("%s: set_leverage failed: %s", sym, exc)
 
-    def _engine_factory(self, symbol: str) -> Callable[[], SymbolEngine]:
+    def _engine_factory(self, symbol: str, fence: threading.Event) -> Callable[[], SymbolEngine]:
         def make() -> SymbolEngine:
             port = GatewayPort(self.venue, symbol, self.lanes)
             return SymbolEngine(
                 symbol,
                 venue=port,
                 emergency_venue=port.emergency,
+                account=self.accounts,
+                fence=fence,
                 params=self.params,
                 store=self.store,
                 sink=self.sink,
@@ -353,9 +360,10 @@ class AtlasTree:
 
     def _start_symbol(self, symbol: str, *, why: str) -> None:
         child = self.children[symbol]
+        child.fence = threading.Event()
         child.ref = sa.SymbolActor.start(
             symbol,
-            self._engine_factory(symbol),
+            self._engine_factory(symbol, child.fence),
             on_crash=self._child_failed,
             on_lifecycle=self._lifecycle,
             watch_stop=self._watch_stop,
@@ -378,6 +386,9 @@ class AtlasTree:
         with self._lock:
             child = self.children[symbol]
             old = child.ref
+            # Fence the old instance first: if it is stuck in a venue call it must never act
+            # again once it wakes up (its successor owns the symbol from now on).
+            child.fence.set()
             if old is not None and old.is_alive():
                 try:
                     old.stop(block=True, timeout=2.0)

@@ -108,6 +108,8 @@ class SymbolActor(pykka.ThreadingActor):
             log.warning("%s: ignoring malformed message %r", self.symbol, message)
             return None
         kind = message["msg"]
+        if self.engine is not None and self.engine.fenced():
+            return None  # replaced by a restarted instance: this one only drains its inbox
         try:
             if kind in self.crash_on:
                 self.crash_on.discard(kind)
