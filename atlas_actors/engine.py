@@ -344,6 +344,13 @@ class SymbolEngine:
                 upd = replace(upd, last_fill_qty=new_fill)
         was_open = self.state.position_state.side != "NONE"
         before = self.state.position_state
+        if new_fill > 1e-12:
+            # A fill may place a stop: it must sit beyond the current mark (MARK_PRICE stops
+            # trigger on it, and a stop already through the mark is refused with -2021).
+            try:
+                self.mark_price = float(self.venue.get_mark_price(self.symbol))
+            except (VenueError, ValueError, TypeError):
+                pass
         if key in self._flatten_ids:
             # The domain booked this close in on_emergency_flat; the open trade still needs
             # the venue's fill (its PnL and fee) to be closed with the right numbers.

@@ -321,6 +321,7 @@ def run_service(
         summary = summarize(records, bars=bars)
         summary["restarts"] = tree.restarts_total
         print(format_summary(summary))
+        print(f"records: {records_path}\nstate:   {cfg.run.state_dir}")
         alerts.flush(2.0)
         return 0
     finally:
@@ -351,7 +352,9 @@ def _status_line(tree: Any) -> str:
 
 
 def _clock_for(venue: Any, replay: Any) -> Any:
-    """Paper: the replay's simulated time (the venue's clock); otherwise wall time."""
+    """Paper: the replay's simulated time (the venue's clock; before its first bar, the
+    replay's start); otherwise wall time."""
     if replay is not None and hasattr(venue, "now"):
-        return venue.now
+        start = replay.start_time_s()
+        return lambda: venue.now() or start
     return time.time

@@ -61,6 +61,15 @@ class PaperReplay:
             for sym, first in firsts.items():
                 self.shift_ms[sym] = round((base - first) / HOUR_MS) * HOUR_MS
 
+    def start_time_s(self) -> float:
+        """Where the replay (re)starts on its timeline, in epoch seconds."""
+        if self.resume_after and max(self.resume_after.values()) > 0:
+            return max(self.resume_after.values()) / 1000.0
+        for sym, bars in self.series.items():
+            if len(bars):
+                return (bars[0]["open_time"] + self.shift_ms.get(sym, 0)) / 1000.0
+        return 0.0
+
     def _shifted(self, sym: str) -> Iterator[dict[str, Any]]:
         shift = self.shift_ms.get(sym, 0)
         after = self.resume_after.get(sym, 0)
