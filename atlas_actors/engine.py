@@ -695,8 +695,9 @@ class SymbolEngine:
     def _place_stop(self, cmd: PlaceAlgoStop) -> None:
         cid = cmd.client_algo_id
         res: dict[str, Any] | None
-        try:
-            res = self._send(
+
+        def place() -> dict[str, Any]:
+            return self._send(  # type: ignore[no-any-return]
                 lambda: self.venue.place_algo_stop(
                     symbol=cmd.symbol,
                     side=cmd.side,
@@ -708,23 +709,15 @@ class SymbolEngine:
                     close_position=cmd.close_position,
                 )
             )
+
+        try:
+            res = place()
         except UnknownOutcome:
             res = self._lookup_algo(cid)
             if res is None:
                 # Proven absent: the same client id again is safe (idempotent at the venue).
                 try:
-                    res = self._send(
-                        lambda: self.venue.place_algo_stop(
-                            symbol=cmd.symbol,
-                            side=cmd.side,
-                            qty=cmd.qty,
-                            stop_price=cmd.stop_price,
-                            reduce_only=not cmd.close_position,
-                            client_algo_id=cid,
-                            working_type=cmd.working_type,
-                            close_position=cmd.close_position,
-                        )
-                    )
+                    res = place()
                 except VenueError:
                     res = self._lookup_algo(cid)
         except OrderRejected as exc:
