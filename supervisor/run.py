@@ -149,16 +149,20 @@ def _paper_sim(cfg: Any, store: Any) -> tuple[Any, Any, Any]:
         venue = SimVenue.from_snapshot(snap, **kwargs)
     else:
         venue = SimVenue(starting_balance=cfg.venue.starting_balance, **kwargs)
-        for sym, bars in series.items():
-            if len(bars):  # filters fixed up front from the data's first price
-                f = default_filters_for(sym, bars[0]["close"])
-                venue.add_symbol(
-                    sym,
-                    tick_size=f.tick_size,
-                    step_size=f.step_size,
-                    min_qty=f.min_qty,
-                    min_notional=f.min_notional,
-                )
+    # Finished orders are kept for idempotent lookups; the book is saved at every flush, so
+    # keep that history short (the shard's client-id sequence never reuses an id anyway).
+    venue.max_closed = 2_000
+    known = set(venue.symbols())
+    for sym, bars in series.items():
+        if sym not in known and len(bars):  # filters fixed up front from the data's first price
+            f = default_filters_for(sym, bars[0]["close"])
+            venue.add_symbol(
+                sym,
+                tick_size=f.tick_size,
+                step_size=f.step_size,
+                min_qty=f.min_qty,
+                min_notional=f.min_notional,
+            )
     resume = {s: int(store.get_symbol_state(s).get("last_bar_close_time", 0)) for s in series}
     replay = PaperReplay(series, resume_after=resume, max_bars=cfg.paper.max_bars)
 
