@@ -126,6 +126,12 @@ def _symbol_filters(venue: Any, symbol: str) -> core.SymbolFilters | None:
     )
 
 
+def _same_position(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return str(a.get("side")) == str(b.get("side")) and float(a.get("qty") or 0.0) == float(
+        b.get("qty") or 0.0
+    )
+
+
 def _exit_side(side: str) -> str:
     return "SELL" if side == "LONG" else "BUY"
 
@@ -810,10 +816,17 @@ class SymbolEngine:
     def recover(self) -> dict[str, Any]:
         """Reconcile the shard with the venue (the venue is the truth), then make the
         desired protective stop real with recover_protection. Returns a summary."""
-        positions = self.venue.get_positions()
-        venue_pos = positions.get(self.symbol) or {"side": "NONE", "qty": 0.0, "entry_price": 0.0}
-        open_orders = self.venue.get_open_orders(self.symbol)
-        open_algos = self.venue.get_open_algo_orders(self.symbol)
+        venue_pos = self._venue_position()
+        for _ in range(3):
+            open_orders = self.venue.get_open_orders(self.symbol)
+            open_algos = self.venue.get_open_algo_orders(self.symbol)
+            # An order that fills between these reads is gone from the open orders while the
+            # position read before does not show its fill yet (and its fill event is then no
+            # longer ours to apply): read until the position held still across the reads.
+            again = self._venue_position()
+            if _same_position(venue_pos, again):
+                break
+            venue_pos = again
         step = core.reconcile(
             self.state, venue_pos, open_orders, open_algos, self.ctx(), self.params, self.now()
         )
@@ -860,6 +873,10 @@ class SymbolEngine:
             )
         )
         return out
+
+    def _venue_position(self) -> dict[str, Any]:
+        pos = self.venue.get_positions().get(self.symbol)
+        return pos or {"side": "NONE", "qty": 0.0, "entry_price": 0.0}
 
     def desired_stop(self) -> StopSpec | None:
         return core.desired_stop(self.state)

@@ -76,7 +76,7 @@ def _measure(
 def main(quick: bool = False) -> dict[str, Any]:
     n = 150 if quick else 1500
     n_orders = 60 if quick else 400
-    sim = SimVenue(seed=1)
+    sim = SimVenue(seed=1, starting_balance=10_000_000.0)  # room for every resting bench order
     sim.add_symbol(SYMBOL, tick_size=0.1, step_size=0.001, min_qty=0.001, min_notional=100.0)
     sim.set_price(SYMBOL, 50_000.0)
     results: dict[str, Any] = {}

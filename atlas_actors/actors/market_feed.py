@@ -132,6 +132,7 @@ class EventRouter:
         self.bars_from_stream = bars_from_stream
         self.on_resync = on_resync
         self.dropped = 0
+        self._down: set[str] = set()  # streams reported DISCONNECTED and not back yet
 
     def dispatch(self, event: VenueEvent) -> None:
         """Venue listener (called on the venue's thread): route, never block, never raise."""
@@ -150,13 +151,26 @@ class EventRouter:
                     event.symbol,
                     {"msg": "mark", "price": event.mark_price, "funding_rate": event.funding_rate},
                 )
-            elif isinstance(event, StreamStatus) and event.status == "RESYNCED":
-                if self.on_resync is not None:
-                    self.on_resync()
+            elif isinstance(event, StreamStatus):
+                self._on_stream_status(event)
             elif isinstance(event, AccountUpdate):
                 pass  # balances are read through the account view
         except Exception:  # noqa: BLE001 - a bad event must not kill the stream thread
             log.exception("feed: cannot dispatch %r", event)
+
+    def _on_stream_status(self, event: StreamStatus) -> None:
+        # A venue that resyncs over REST after a reconnect says RESYNCED; one that only
+        # reconnects (SimVenue) says CONNECTED. Either way, what the user stream dropped
+        # meanwhile (fills, a lost stop) must be reconciled before it is trusted again.
+        if event.status == "DISCONNECTED":
+            self._down.add(event.stream)
+            return
+        back = event.status == "CONNECTED" and event.stream in self._down
+        if event.status == "CONNECTED":
+            self._down.discard(event.stream)
+        if event.status == "RESYNCED" or (back and event.stream == "user"):
+            if self.on_resync is not None:
+                self.on_resync()
 
     def _tell(self, symbol: str, message: dict[str, Any]) -> None:
         ref = self.symbol_ref(symbol)
