@@ -36,6 +36,7 @@ from atlas_actors.domain.commands import (
     risk_record,
 )
 from atlas_actors.domain.records import SymbolState, state_to_dict_reusing
+from atlas_actors.store import StoreError
 from atlas_actors.venues.base import (
     AlgoUpdate,
     OrderRejected,
@@ -44,6 +45,7 @@ from atlas_actors.venues.base import (
     StopSpec,
     UnknownOutcome,
     VenueError,
+    VenueUnavailable,
     closing_side,
 )
 
@@ -126,6 +128,65 @@ def _symbol_filters(venue: Any, symbol: str) -> core.SymbolFilters | None:
     )
 
 
+FLATTEN_ATTEMPTS = 5
+
+
+class FlattenFailed(RuntimeError):
+    """An emergency close could not be placed after every retry: the position is still open."""
+
+
+def close_at_market(
+    venue: Any,
+    symbol: str,
+    client_order_id: str,
+    *,
+    fallback: dict[str, Any] | None = None,
+    attempts: int = FLATTEN_ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[float, dict[str, Any]]:
+    """reduceOnly market close of what the venue holds for `symbol`: (qty, the order), or
+    (0.0, {}) when it holds nothing. Retried (within well under a second) with the same
+    client id: an unknown outcome is looked up first, and the same id cannot fill twice. The
+    position is read again before each try; `fallback` stands in when it cannot be read.
+    Raises FlattenFailed when every try failed."""
+    last: Exception | None = None
+    for attempt in range(attempts):
+        if attempt:
+            sleep(min(0.05 * 2 ** (attempt - 1), 0.4))
+        try:
+            pos = venue.get_positions().get(symbol) or {}
+        except VenueError as exc:
+            last = exc
+            if fallback is None:
+                continue
+            pos = fallback
+        side = str(pos.get("side", "NONE"))
+        qty = abs(float(pos.get("qty") or 0.0))
+        if side == "NONE" or qty <= 0:
+            return 0.0, {}
+        try:
+            res = venue.place_market(
+                symbol=symbol,
+                side=closing_side(side),
+                qty=qty,
+                reduce_only=True,
+                client_order_id=client_order_id,
+            )
+            return qty, res
+        except UnknownOutcome as exc:
+            last = exc
+            try:
+                found = venue.get_order(symbol=symbol, client_order_id=client_order_id)
+            except VenueError:
+                found = None
+            if found:
+                return qty, found
+        except VenueError as exc:
+            last = exc
+        log.warning("%s: emergency close attempt %d failed: %s", symbol, attempt + 1, last)
+    raise FlattenFailed(f"{symbol}: emergency close failed {attempts} times: {last}")
+
+
 def _same_position(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return str(a.get("side")) == str(b.get("side")) and float(a.get("qty") or 0.0) == float(
         b.get("qty") or 0.0
@@ -194,6 +255,7 @@ class SymbolEngine:
             self.state = replace(self.state, symbol=symbol)
         self.filters: core.SymbolFilters | None = None  # fetched on first use (needs a price)
         self.open_block_reason: str | None = None
+        self.store_error: str | None = None  # the last write-ahead flush failure, until one works
         self.mark_price: float | None = None
         self.funding_rate: float = 0.0
         self.spread_bps: float = 0.0
@@ -221,7 +283,14 @@ class SymbolEngine:
         # Re-read every time: the venue may refine a symbol's filters (first price, an
         # exchangeInfo refresh after a filter error); both venues answer from memory.
         self._refresh_filters()
-        acct = self.account.snapshot()
+        try:
+            acct = self.account.snapshot()
+        except VenueError:
+            if self._ctx_cache is None:
+                raise
+            # A transient read failure (503, rate limit): the last known balances serve for
+            # this event rather than crashing the actor over figures seconds old.
+            acct = self._ctx_cache.acct
         # An account port that returns the same snapshot object while nothing changed (the
         # backtest's) lets an unchanged context be reused instead of rebuilt every bar.
         c = self._ctx_cache
@@ -426,6 +495,21 @@ class SymbolEngine:
             self._submit(self._close_trade_if_flat)
         if self.on_emergency is not None:
             self.on_emergency(reason)
+        self._recheck_flat()
+
+    def _recheck_flat(self) -> None:
+        """After booking an emergency close: the venue must be flat too. A verdict that comes
+        late (the Sentinel tells a restarted actor again) may find a newer position there,
+        which the booking just forgot: the venue is the truth, reconcile with it at once."""
+        if self.fenced() or self.state.position_state.side != "NONE":
+            return
+        try:
+            held = self._venue_position()
+        except VenueError:
+            return  # the next recovery or audit reconciles
+        if str(held.get("side", "NONE")) != "NONE" and float(held.get("qty") or 0.0) > 0:
+            log.warning("%s: venue still holds %s after an emergency close", self.symbol, held)
+            self.recover()
 
     # ------------------------------------------------------------------ trade accounting
 
@@ -526,24 +610,43 @@ class SymbolEngine:
 
     def _commit(self, step: core.Step) -> None:
         self.state = step.state
-        if self.store is not None:
-            order_cmds = [c for c in step.commands if not isinstance(c, LogRecord | SetCooldown)]
-            self._persist(flush=bool(order_cmds))
+        # Records first: the decision behind an order is durable with it (write-ahead below).
         for rec in step.records:
             self._emit(rec)
+        durable = True
+        if self.store is not None:
+            order_cmds = [c for c in step.commands if not isinstance(c, LogRecord | SetCooldown)]
+            durable = self._persist(flush=bool(order_cmds))
         for cmd in step.commands:
-            self._execute(cmd)
+            if not durable and isinstance(cmd, PlaceLimit | PlaceMarket) and not cmd.reduce_only:
+                self._refuse_unflushed(cmd)
+            else:
+                self._execute(cmd)  # protection and exits go out even when the disk refuses
         if self.on_state_change is not None:
             self.on_state_change(self.state)
 
-    def _persist(self, *, flush: bool) -> None:
+    def _persist(self, *, flush: bool) -> bool:
+        """Buffer the state; with `flush`, make it durable first (write-ahead). False when
+        that flush failed (the disk refuses writes): nothing that opens may be sent then."""
         if self.store is None or self.fenced():
-            return
+            return True
         plain = state_to_dict_reusing(self.state, self._plain_src, self._plain)
         self._plain_src, self._plain = self.state, plain
         self.store.set_symbol_state(self.symbol, plain)
         if flush and self.flush_before_send:
-            self.store.flush()  # write-ahead: client ids are durable before anything is sent
+            try:
+                self.store.flush()  # write-ahead: client ids are durable before anything is sent
+            except StoreError as exc:
+                self.store_error = str(exc)
+                log.error("%s: write-ahead flush failed: %s", self.symbol, exc)
+                return False
+            self.store_error = None
+        return True
+
+    def _refuse_unflushed(self, cmd: PlaceLimit | PlaceMarket) -> None:
+        reason = f"storage: write-ahead flush failed ({self.store_error}); opening order not sent"
+        self._order_record(cmd.role, cmd.client_order_id, None, outcome="not_sent")
+        self._rejected(cmd.role, cmd.client_order_id, None, reason)
 
     def _emit(self, record: dict[str, Any]) -> None:
         if self.sink is not None:
@@ -566,7 +669,9 @@ class SymbolEngine:
         self._emit(rec)
 
     def _send(self, call: Callable[[], dict[str, Any]], *, retries: int = 3) -> dict[str, Any]:
-        """Run a venue call, honouring rate limits with a bounded wait."""
+        """Run a venue call, honouring rate limits with a bounded wait and retrying a request
+        that was certainly not applied (VenueUnavailable: refused, or never sent because the
+        gateway was restarting) a few times with the same client id."""
         for attempt in range(retries + 1):
             try:
                 return call()
@@ -574,6 +679,10 @@ class SymbolEngine:
                 if attempt >= retries:
                     raise
                 time.sleep(min(max(exc.retry_after, 0.0), 1.0))
+            except VenueUnavailable:
+                if attempt >= retries:
+                    raise
+                time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def fenced(self) -> bool:
@@ -781,26 +890,28 @@ class SymbolEngine:
             }
         side = str(pos.get("side", "NONE"))
         qty = abs(float(pos.get("qty") or 0.0))
+        closed, res = 0.0, {}
         if side != "NONE" and qty > 0:
             if client_order_id is None:
                 self.state, client_order_id = core.next_client_id(self.state, "fx", self.prefix)
                 self._persist(flush=True)
+            ps = self.state.position_state
             try:
-                res = venue.place_market(
-                    symbol=self.symbol,
-                    side=closing_side(side),
-                    qty=qty,
-                    reduce_only=True,
-                    client_order_id=client_order_id,
+                closed, res = close_at_market(
+                    venue,
+                    self.symbol,
+                    client_order_id,
+                    fallback={"side": ps.side, "qty": ps.qty_total},
                 )
-            except UnknownOutcome:
-                res = self._lookup_order(client_order_id) or {}
-            except VenueError as exc:
-                log.error("%s: emergency flatten failed: %s", self.symbol, exc)
-                res = {}
+            except FlattenFailed:
+                # Never book a close that did not happen: the actor crashes on this and its
+                # restart reconciles with the venue and puts a protective stop back.
+                self._order_record("fx", client_order_id, None, reason=reason, outcome="failed")
+                raise
+        if closed > 0 and client_order_id is not None:  # (0: flat by the time it was sent)
             self._order_record("fx", client_order_id, res or None, reason=reason)
             result = {
-                "qty": qty,
+                "qty": closed,
                 "price": float(res.get("avg_price") or 0.0),
                 "order_ids": [str(res["order_id"])] if res.get("order_id") is not None else [],
                 "client_ids": [client_order_id],
@@ -836,7 +947,18 @@ class SymbolEngine:
         if desired is None:
             return out
         out["desired"] = desired.to_dict()
-        res = self.venue.recover_protection(self.symbol, desired)
+        try:
+            res = self.venue.recover_protection(self.symbol, desired)
+        except OrderRejected as exc:
+            # The stop cannot exist (its level is already crossed: -2021 "would immediately
+            # trigger"): the position it should protect is closed now instead of crash-looping
+            # on a recovery that can never succeed.
+            out["action"] = "FLATTENED"
+            out["flattened"] = self._flatten(
+                f"recover_protection refused the stop at {desired.stop_price:g}: "
+                f"{exc.msg} (code {exc.code})"
+            )
+            return out
         out.update(res)
         algo = res.get("algo") or {}
         cid = str(algo.get("client_algo_id") or desired.client_algo_id)

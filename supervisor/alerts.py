@@ -151,6 +151,15 @@ class Alerts:
             extra={"reason": reason, "details": dict(details)},
         )
 
+    def storage_failed(self, reason: str) -> None:
+        self._capture(
+            "storage_failed",
+            {},
+            level="fatal",
+            message=f"state store cannot write: {reason}",
+            extra={"reason": reason},
+        )
+
     def selfcheck_failed(self, report: Any) -> None:
         lines = [
             {"name": ln.name, "result": ln.result, "reason": ln.reason}

@@ -66,6 +66,7 @@ class AccountGuard:
         self._day_start_equity = 0.0
         self.halted_day: str | None = None
         self.halt_reason: str | None = None
+        self.storage_block: str | None = None  # set while the state store cannot write
 
     def _day_name(self, now: float) -> str:
         """UTC date of `now`, formatted once per day (this runs before every flat bar)."""
@@ -77,8 +78,13 @@ class AccountGuard:
 
     def block_reason(self, symbol: str, engine: SymbolEngine) -> str | None:
         ps = engine.state.position_state
-        if ps.side != "NONE" or engine.state.pending:
-            return None  # not a fresh open; position management is never blocked here
+        if self.storage_block is not None:
+            return self.storage_block  # (only ever consulted for opens)
+        pending = engine.state.pending
+        if ps.side != "NONE" or pending.get("entry") or pending.get("exit"):
+            # not a fresh open; position management is never blocked here (other pending
+            # bookkeeping, e.g. a triggered stop's child ids, stays after a trade: still flat)
+            return None
         now = engine.now()
         with self._lock:
             try:
@@ -553,8 +559,44 @@ class AtlasTree:
         while not self._stopping.wait(self.flush_interval_s):
             try:
                 self.flush()
-            except Exception:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001
                 log.exception("periodic flush failed")
+                self._storage_failed(exc)
+            else:
+                self._storage_ok()
+
+    def _storage_failed(self, exc: BaseException) -> None:
+        """The state cannot be made durable (disk full, I/O error): no new opens anywhere
+        until it can (nothing unflushed may be sent), protection goes on, alert once."""
+        if self.account.storage_block is not None:
+            return
+        reason = f"storage: state store flush failed ({exc}); no new opens until it writes"
+        self.account.storage_block = reason
+        self.sink.emit(
+            {
+                "kind": "lifecycle",
+                "ts": int(self.clock()),
+                "symbol": "*",
+                "state": "STORAGE_FAILED",
+                "why": reason,
+            }
+        )
+        if self.alerts is not None:
+            self.alerts.storage_failed(reason)
+
+    def _storage_ok(self) -> None:
+        if self.account.storage_block is None:
+            return
+        self.account.storage_block = None
+        self.sink.emit(
+            {
+                "kind": "lifecycle",
+                "ts": int(self.clock()),
+                "symbol": "*",
+                "state": "STORAGE_OK",
+                "why": "state store writes again; opens allowed",
+            }
+        )
 
     # ------------------------------------------------------------------ running
 

@@ -121,6 +121,8 @@ class Lanes:
         self.submitted = 0
 
     def _lane(self, key: str) -> _Lane:
+        if self._stopped:
+            raise VenueUnavailable("order gateway stopped")
         lane = self._lanes.get(key)
         if lane is None:
             with self._lock:
@@ -135,7 +137,14 @@ class Lanes:
     def submit(self, symbol: str, fn: Callable[[], Any], *, emergency: bool = False) -> Future[Any]:
         fut: Future[Any] = Future()
         self.submitted += 1
-        self._lane(EMERGENCY if emergency else symbol).q.put((fut, fn))
+        lane = self._lane(EMERGENCY if emergency else symbol)
+        lane.q.put((fut, fn))
+        if lane.stopped:
+            # Stopped meanwhile: the lane thread may already have drained its queue and
+            # ended, leaving this request to wait forever. Fail it as never sent instead.
+            lane.thread.join(1.0)
+            if not lane.thread.is_alive():
+                lane._fail_queued()
         return fut
 
     def stuck_lanes(self, older_than_s: float) -> list[str]:

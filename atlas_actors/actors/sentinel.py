@@ -20,7 +20,8 @@ from typing import Any
 
 import pykka
 
-from atlas_actors.venues.base import AlgoUpdate, UnknownOutcome, VenueError, closing_side
+from atlas_actors.engine import FlattenFailed, close_at_market
+from atlas_actors.venues.base import AlgoUpdate, VenueError, closing_side
 
 log = logging.getLogger("atlas.sentinel")
 
@@ -104,25 +105,11 @@ class VisibilityGuard:
 def flatten_position(
     venue: Any, symbol: str, client_order_id: str, *, fallback: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """reduceOnly market close of the venue position. Idempotent by client id."""
-    try:
-        pos = venue.get_positions().get(symbol) or {}
-    except VenueError:
-        pos = fallback or {}
-    side = str(pos.get("side", "NONE"))
-    qty = abs(float(pos.get("qty") or 0.0))
-    if side == "NONE" or qty <= 0:
+    """reduceOnly market close of the venue position, retried; idempotent by client id.
+    Raises FlattenFailed when it could not be placed."""
+    qty, res = close_at_market(venue, symbol, client_order_id, fallback=fallback)
+    if qty <= 0:
         return {"qty": 0.0, "price": 0.0, "order_ids": [], "client_ids": []}
-    try:
-        res = venue.place_market(
-            symbol=symbol,
-            side=closing_side(side),
-            qty=qty,
-            reduce_only=True,
-            client_order_id=client_order_id,
-        )
-    except UnknownOutcome:
-        res = venue.get_order(symbol=symbol, client_order_id=client_order_id) or {}
     return {
         "qty": qty,
         "price": float(res.get("avg_price") or 0.0),
@@ -190,7 +177,17 @@ class Sentinel(pykka.ThreadingActor):
                 return
             reason = f"protective stop {client_algo_id} not visible within {deadline_ms} ms"
             cid = emergency_client_id(client_algo_id)
-            result = flatten_position(self.emergency_venue, symbol, cid)
+            try:
+                result = flatten_position(self.emergency_venue, symbol, cid)
+            except FlattenFailed as exc:
+                # Still open and unprotected: the symbol's actor re-places its protection now
+                # (recover_protection) rather than at the next periodic audit.
+                log.error("%s: %s; %s", symbol, reason, exc)
+                if self.on_emergency is not None:
+                    self.on_emergency(symbol, f"{reason}; {exc}", {"client_ids": [cid]})
+                if actor is not None:
+                    actor.tell({"msg": "recover", "why": f"emergency close failed: {exc}"})
+                return
             if not result["order_ids"] and result["qty"] == 0:
                 # nothing to protect any more (the position closed meanwhile): no flatten
                 if actor is not None:
@@ -212,10 +209,31 @@ class Sentinel(pykka.ThreadingActor):
             self.flats += 1
             if self.on_emergency is not None:
                 self.on_emergency(symbol, reason, result)
-            if actor is not None:
-                actor.tell({"msg": "emergency_flattened", "reason": reason, "result": result})
+            self._deliver(
+                symbol, {"msg": "emergency_flattened", "reason": reason, "result": result}
+            )
         except Exception:  # noqa: BLE001 - a worker must never die silently
             log.exception("%s: sentinel watch failed", symbol)
+
+    def _deliver(self, symbol: str, message: dict[str, Any], wait_s: float = 15.0) -> None:
+        """Tell the symbol's actor, and tell its successor again if it died on the message:
+        an emergency flatten's record and its 30-minute freeze must survive a crash."""
+        deadline = time.monotonic() + wait_s
+        failed: set[str] = set()  # instances that died on it (a dying one answers nothing)
+        while True:
+            actor = self.symbol_ref(symbol)
+            if actor is not None and actor.actor_urn not in failed:
+                try:
+                    reply = actor.ask(message, timeout=5.0)
+                    if not (isinstance(reply, dict) and "crashed" in reply):
+                        return
+                except (pykka.ActorDeadError, pykka.Timeout):
+                    pass
+                failed.add(actor.actor_urn)
+            if time.monotonic() >= deadline:
+                log.error("%s: could not deliver %s to its actor", symbol, message["msg"])
+                return
+            time.sleep(0.05)
 
     def audit(self, symbols: list[str]) -> list[dict[str, Any]]:
         """Every venue position must have a reduce-only Algo stop on its closing side.

@@ -22,6 +22,7 @@ trading process (and itself). Admin endpoints (tests, chaos; loopback only, no a
     POST /admin/price     {"symbol", "price"} and/or {"symbol", "mark_price"}
     POST /admin/feed_bar  {"symbol", "bar": {open_time, open, high, low, close, volume, close_time}}
     POST /admin/symbol    {"symbol", "tick_size", "step_size", "min_qty", "min_notional"}
+    POST /admin/replay    {"stop": true}: the replayed market stops for good (audits, tests)
     GET  /admin/snapshot  the venue's snapshot()
     GET  /admin/requests  the last requests received (method, path, params, auth verdicts)
 """
@@ -1195,6 +1196,11 @@ class SimExchangeServer:
             self.venue.feed_bar(sym, body["bar"])
             self.publish_mark_price(sym, float(body["bar"]["close"]))
             return {"ok": True}
+        if what == "replay":
+            # {"stop": true}: the market stands still from now on (a frozen book to audit)
+            if body.get("stop") and self._replay is not None:
+                self._replay.stop()
+            return {"ok": True, "cursor": self._replay.cursor() if self._replay else None}
         if what == "symbol":
             sym = str(body["symbol"])
             self.venue.add_symbol(
