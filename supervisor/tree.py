@@ -89,7 +89,6 @@ class AccountGuard:
         with self._lock:
             try:
                 bal = self.venue.balances()
-                positions = self.venue.positions()
             except VenueError as exc:
                 return f"account: cannot read balances ({type(exc).__name__})"
             equity = float(bal["total_equity"])
@@ -125,14 +124,19 @@ class AccountGuard:
                         )
                     )
                 return self.halt_reason
-            open_n = sum(
-                1
-                for p in positions.values()
-                if str(p.get("side")) != "NONE" and float(p.get("qty") or 0)
-            )
-            if open_n >= self.max_positions:
-                return f"account: max concurrent positions {self.max_positions} reached"
             margin = float(bal["margin_used"])
+            if margin > 0:  # no margin in use = no open position: skip reading them
+                try:
+                    positions = self.venue.positions()
+                except VenueError as exc:
+                    return f"account: cannot read positions ({type(exc).__name__})"
+                open_n = sum(
+                    1
+                    for p in positions.values()
+                    if str(p.get("side")) != "NONE" and float(p.get("qty") or 0)
+                )
+                if open_n >= self.max_positions:
+                    return f"account: max concurrent positions {self.max_positions} reached"
             if equity > 0 and margin / equity >= self.max_margin_share:
                 return (
                     f"account: margin use {margin / equity:.0%} >= max {self.max_margin_share:.0%}"
