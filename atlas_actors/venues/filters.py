@@ -14,6 +14,7 @@ Rounding directions:
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
@@ -54,7 +55,12 @@ def on_grid(value: float, unit: float) -> bool:
     if unit <= 0:
         return True
     n = value / unit
-    return abs(n - round(n)) <= _GRID_TOLERANCE * math.sqrt(max(1.0, abs(n))) + _GRID_TOLERANCE
+    # float noise grows with |n| (a few ulps of the division): large quantities on tiny steps
+    # (524288.91489361 on 1e-8) are on the grid even when n is a few thousandths off an integer
+    noise = 8 * sys.float_info.epsilon * abs(n)
+    return (
+        abs(n - round(n)) <= _GRID_TOLERANCE * math.sqrt(max(1.0, abs(n))) + _GRID_TOLERANCE + noise
+    )
 
 
 def snap(value: float, unit: float) -> float:
