@@ -373,6 +373,8 @@ def check_records(
     stop_records: dict[str, dict[str, Any]] = {}
     invisible: list[dict[str, Any]] = []
     flats: dict[str, list[int]] = defaultdict(list)
+    flat_reasons: list[str] = []
+    settled: set[str] = set()
     n = 0
     for rec in records:
         n += 1
@@ -407,8 +409,11 @@ def check_records(
                 stop_records[cid] = dict(rec)
         elif kind == "stop_invisible" and not rec.get("venue_flat"):
             invisible.append(dict(rec))
+        elif kind in ("stop_invisible", "stop_visible"):
+            settled.add(str(rec.get("client_algo_id")))  # a verdict: seen, or nothing to guard
         elif kind == "risk" and rec.get("event_type") == "EMERGENCY_FLAT":
             flats[sym].append(int(rec.get("ts") or 0))
+            flat_reasons.append(str(rec.get("reason")))
     report.checked["records"] += n
     for cid, vids in sorted(record_ids.items()):
         if len(vids) > 1:
@@ -446,6 +451,23 @@ def check_records(
                     f"protective stop {cid} went to the regular order endpoint, not Algo",
                     record=rec,
                 )
+        # A stop the venue acknowledged and then never listed (lost): §0.2 says flatten
+        # within 1 s. Its EMERGENCY_FLAT names it (or the Sentinel found nothing to guard).
+        oldest = _oldest_numeric_id(view.algos)
+        for cid, rec in sorted(stop_records.items()):
+            if cid in algo_ids or cid in order_ids or cid in settled:
+                continue
+            vid = str(rec.get("venue_id"))
+            if oldest is not None and vid.isdigit() and int(vid) < oldest:
+                continue  # older than the venue's kept history: cannot tell
+            if not any(cid in reason for reason in flat_reasons):
+                report.add(
+                    "protection",
+                    rec.get("symbol"),
+                    f"stop {cid} was acknowledged, never became visible, and no EMERGENCY_FLAT "
+                    "followed",
+                    record=rec,
+                )
         entries: Counter[str] = Counter()
         for o in view.orders:
             cid = str(o.get("client_order_id"))
@@ -469,6 +491,12 @@ def check_records(
                     ),
                     opens=opens[sym],
                 )
+
+
+def _oldest_numeric_id(algos: Iterable[Mapping[str, Any]]) -> int | None:
+    ids = [str(a.get("algo_id")) for a in algos]
+    nums = [int(i) for i in ids if i.isdigit()]
+    return min(nums) if nums and len(nums) == len(ids) else None
 
 
 def check_state_vs_venue(

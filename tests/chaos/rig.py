@@ -11,6 +11,7 @@ happens under the fault is what the strategy really does next.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -44,7 +45,7 @@ FAULTS = (
     "visibility_lag",
     "stream_disconnect",
 )
-REPLAY_BARS = 30
+REPLAY_BARS = 24
 # x real time: one 5m bar every 20 ms, so a restarted actor still sees most of the replay
 REPLAY_SPEED = 15000.0
 # The contract's deadline is 1 s; a gap is measured between two samples of a loaded
@@ -159,7 +160,12 @@ class JournalVenue(SimVenue):
 
     def _note(self, symbol: str, cid: str, algo: bool) -> None:
         known = cid in (self._algo_cids if algo else self._order_cids)
-        self.journal.append({"symbol": symbol, "client_id": cid, "applied": known})
+        entry = {"symbol": symbol, "client_id": cid, "applied": known, "at": time.monotonic()}
+        self.journal.append({**entry, "algo": algo})
+
+    def last_lost_stop_at(self) -> float:
+        """When the last stop the venue did not keep was sent (0: none)."""
+        return max((e["at"] for e in self.journal if e["algo"] and not e["applied"]), default=0.0)
 
     def place_limit_postonly(self, **kw: Any) -> dict[str, Any]:
         try:
@@ -286,6 +292,9 @@ class ChaosCase:
         the audit judges what is left)."""
         self.venue.faults.clear()
         self.wait_settled()
+        # a stop the venue lost gets its Sentinel verdict 1 s after it was sent: let it come
+        verdicts_due = self.venue.last_lost_stop_at() + 1.5
+        wait_for(lambda: time.monotonic() >= verdicts_due, 5.0, interval_s=0.05)
         wait_for(self.quiet, timeout_s, interval_s=0.05)
 
     def finish(self) -> AuditReport:

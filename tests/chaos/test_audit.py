@@ -196,3 +196,36 @@ def test_cli_exit_codes_and_evidence(tmp_path, capsys):
     records.parent.mkdir()
     records.write_text(json.dumps(_candidate()) + "\n")
     assert audit(records=None, log_dir=tmp_path / "logs").checked["records"] == 1
+
+
+def test_a_lost_stop_needs_its_emergency_flat():
+    venue = _venue_long()
+    _stop(venue)  # the position is protected by this one
+    venue.faults.arm("place_algo_stop", kind="invisible_algo", times=1)
+    ack = venue.place_algo_stop(
+        symbol=SYM,
+        side="SELL",
+        qty=1.0,
+        stop_price=96.0,
+        reduce_only=True,
+        client_algo_id="atl-AAAUSDT-3-sl",
+        working_type="MARK_PRICE",
+    )
+    placed = {
+        "kind": "order",
+        "symbol": SYM,
+        "role": "sl",
+        "client_id": "atl-AAAUSDT-3-sl",
+        "venue_id": ack["algo_id"],
+    }
+    flat = {
+        "kind": "risk",
+        "event_type": "EMERGENCY_FLAT",
+        "ts": 2,
+        "symbol": SYM,
+        "reason": "protective stop atl-AAAUSDT-3-sl not visible within 1000 ms",
+    }
+    lone = audit(records=[placed], venue=venue, ignore_client_ids=SEEDED)
+    assert lone.by_check() == {"protection": 1}
+    assert "never became visible" in lone.violations[0].message
+    assert audit(records=[placed, flat], venue=venue, ignore_client_ids=SEEDED).ok

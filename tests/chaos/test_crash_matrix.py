@@ -99,6 +99,8 @@ def test_symbol_actor_crash_on_each_message_kind(tmp_path, kind, stage):
         case.venue.faults.clear()
         case.wait_settled()
         if not replaying:
+            # recovered means protected, before any further bar could move the stop
+            assert wait_for(case.quiet, 5.0), "the restarted actor left the position bare"
             case.tree.start_market()  # the restarted actor trades on
         assert case.tree.replay_done.wait(30.0)
         if kind == "emergency_flattened":  # the Sentinel tells the restarted actor again

@@ -24,10 +24,10 @@ from .procs import SYMBOLS, AtlasRun, SimExchange, last_seq, stored_records, wai
 KILLS = int(os.environ.get("ATLAS_CHAOS_KILLS", "30"))
 KILLS_PER_EXCHANGE = 15
 SEED = 20_260_110
-KILL_AFTER_S = (0.3, 3.0)  # from spawn: start-up, recovery and trading are all hit
+KILL_AFTER_S = (0.3, 2.5)  # from spawn: start-up, recovery and trading are all hit
 STARTUP_ALLOWANCE_S = 8.0  # spawn -> every symbol recovered, on a loaded 2-core machine
 MAX_UNPROTECTED_S = 2.5  # the 1 s deadline plus a margin for sampling and load
-FINAL_RUN_S = 4.0
+FINAL_RUN_S = 3.0
 
 
 def _gaps_while_up(watch: ProtectionWatch, runs: list[tuple[float, float]]) -> list[dict]:
