@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from atlas_actors.venues.hosts import HostRefused, check_binance_url
 from supervisor.secrets import redact
 
 MODES = ("paper", "testnet", "live")
@@ -30,6 +31,7 @@ INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h"
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,32}$")
 CLIENT_ID_PREFIX_RE = re.compile(r"^[a-z0-9]{1,8}$")
 SENTINEL_DEADLINE_MAX_MS = 1000  # contract §0.2 / §7: visible within 1 s
+LIVE_MIN_EMERGENCY_FREEZE_S = 1800  # contract §0.2: 30 min without opens after an invisible stop
 
 BINANCE_URLS = {
     False: ("https://fapi.binance.com", "wss://fstream.binance.com"),
@@ -179,7 +181,9 @@ def config_from_mapping(
         strategy={k: val for k, val in data.items() if k not in SERVICE_SECTIONS},
     )
     _check_combination(cfg, v)
-    return replace(cfg, params=_load_params(cfg.strategy, v))
+    cfg = replace(cfg, params=_load_params(cfg.strategy, v))
+    _check_live_limits(cfg, v)
+    return cfg
 
 
 def apply_overrides(cfg: AtlasConfig, **overrides: Any) -> AtlasConfig:
@@ -216,6 +220,7 @@ def apply_overrides(cfg: AtlasConfig, **overrides: Any) -> AtlasConfig:
         sections["venue"] = _venue_defaults(venue)
     out = replace(cfg, **sections)
     _check_combination(out, v)
+    _check_live_limits(out, v)
     return out
 
 
@@ -504,6 +509,12 @@ def _check_combination(cfg: AtlasConfig, v: _Validator) -> None:
         v.fail("venue", "testnet", "testnet mode needs testnet = true")
     if mode == "live" and venue.testnet:
         v.fail("venue", "testnet", "live mode needs testnet = false")
+    if mode in ("testnet", "live") and venue.kind == "binance":
+        for key in ("url", "ws_url"):
+            try:
+                check_binance_url(mode, key, getattr(venue, key))
+            except HostRefused as exc:
+                v.fail("venue", key, str(exc))
     if venue.kind == "sim-exchange" and not venue.url:
         v.fail("venue", "url", "kind sim-exchange needs the sim exchange's http://127.0.0.1:PORT")
     if cfg.supervisor.ping_timeout_s < cfg.supervisor.ping_interval_s:
@@ -512,6 +523,22 @@ def _check_combination(cfg: AtlasConfig, v: _Validator) -> None:
             "ping_timeout_s",
             f"must be >= ping_interval_s ({cfg.supervisor.ping_interval_s:g})",
         )
+
+
+def _check_live_limits(cfg: AtlasConfig, v: _Validator) -> None:
+    """The contract's floors cannot be configured away where money is real (live) or rehearsed
+    (testnet); paper and backtests may explore other values."""
+    if cfg.run.mode not in ("testnet", "live") or cfg.params is None:
+        return
+    freeze = int(cfg.params.cooldown.emergency_freeze_s)
+    if freeze < LIVE_MIN_EMERGENCY_FREEZE_S:
+        v.fail(
+            "cooldown",
+            "emergency_freeze_s",
+            f"{cfg.run.mode} mode needs at least {LIVE_MIN_EMERGENCY_FREEZE_S} (30 min, "
+            f"contract §0.2), got {freeze}",
+        )
+    # (supervisor.sentinel_deadline_ms is capped at SENTINEL_DEADLINE_MAX_MS in every mode)
 
 
 def _strategy_sections() -> tuple[str, ...]:

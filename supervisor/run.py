@@ -102,6 +102,7 @@ def build_venue(cfg: Any, secrets: Any, store: Any) -> tuple[Any, Any, Any]:
             raise LiveModeRefused(f"{mode} mode cannot use the in-process simulator")
         return _paper_sim(cfg, store)
     from atlas_actors.venues.binance import BinanceAdapter
+    from atlas_actors.venues.hosts import HostRefused, check_binance_urls
 
     if kind == "sim-exchange":
         key = secrets.binance_api_key or "paper"
@@ -116,6 +117,10 @@ def build_venue(cfg: Any, secrets: Any, store: Any) -> tuple[Any, Any, Any]:
             symbols=list(cfg.run.symbols),
         )
         return venue, None, None
+    try:  # the config loader checked this too: a built venue must never slip past it
+        check_binance_urls(mode, cfg.venue.url, cfg.venue.ws_url)
+    except HostRefused as exc:
+        raise LiveModeRefused(f"venue.{exc.key}: {exc}") from None
     if not (secrets.binance_api_key and secrets.binance_api_secret):
         raise LiveModeRefused(
             "BINANCE_API_KEY / BINANCE_API_SECRET (or systemd credentials) are not set"
