@@ -90,6 +90,8 @@ class PaperConfig:
 class SupervisorConfig:
     restart_intensity: int = 5
     restart_window_s: float = 60.0
+    restart_backoff_s: float = 0.5
+    restart_backoff_max_s: float = 60.0
     ping_interval_s: float = 1.0
     ping_timeout_s: float = 3.0
     audit_interval_s: float = 30.0
@@ -471,6 +473,8 @@ _PAPER_RULES: dict[str, Callable[[_Validator, str, str, Any], Any]] = {
 _SUPERVISOR_RULES: dict[str, Callable[[_Validator, str, str, Any], Any]] = {
     "restart_intensity": _integer(minimum=1),
     "restart_window_s": _number(minimum=0, strict_min=True),
+    "restart_backoff_s": _number(minimum=0, maximum=3600),
+    "restart_backoff_max_s": _number(minimum=0, maximum=3600),
     "ping_interval_s": _number(minimum=0, strict_min=True),
     "ping_timeout_s": _number(minimum=0, strict_min=True),
     "audit_interval_s": _number(minimum=0, strict_min=True),
@@ -517,6 +521,12 @@ def _check_combination(cfg: AtlasConfig, v: _Validator) -> None:
                 v.fail("venue", key, str(exc))
     if venue.kind == "sim-exchange" and not venue.url:
         v.fail("venue", "url", "kind sim-exchange needs the sim exchange's http://127.0.0.1:PORT")
+    if cfg.supervisor.restart_backoff_max_s < cfg.supervisor.restart_backoff_s:
+        v.fail(
+            "supervisor",
+            "restart_backoff_max_s",
+            f"must be >= restart_backoff_s ({cfg.supervisor.restart_backoff_s:g})",
+        )
     if cfg.supervisor.ping_timeout_s < cfg.supervisor.ping_interval_s:
         v.fail(
             "supervisor",

@@ -269,6 +269,8 @@ def run_service(
             alerts=alerts,
             restart_intensity=sup.restart_intensity,
             restart_window_s=sup.restart_window_s,
+            restart_backoff_s=sup.restart_backoff_s,
+            restart_backoff_max_s=sup.restart_backoff_max_s,
             ping_interval_s=sup.ping_interval_s,
             ping_timeout_s=sup.ping_timeout_s,
             audit_interval_s=sup.audit_interval_s,

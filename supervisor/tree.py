@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -144,6 +145,31 @@ class AccountGuard:
         return None
 
 
+CRASH_LOG_MAX = 200  # the newest crashes kept for `atlas admin status` and post-mortems
+CRASH_ALERT_EVERY_S = 300.0  # one symbol's repeated crashes alert at most this often
+
+
+def restart_delay(
+    crashes_in_window: int,
+    *,
+    halted: bool,
+    base_s: float,
+    max_s: float,
+    rng: Callable[[], float] = random.random,
+) -> float:
+    """Back-off before restarting a crashed symbol actor: the first crash restarts at once
+    (recovery must not wait), then base, 2x base, 4x base ... capped at max, with +-20 %
+    jitter so that symbols failing together do not retry in lock-step. A HALTED symbol that
+    crashes again waits the cap: it keeps its protection but must not crash-loop."""
+    if halted:
+        delay = max_s
+    elif crashes_in_window <= 1:
+        return 0.0
+    else:
+        delay = min(max_s, base_s * 2 ** (crashes_in_window - 2))
+    return float(delay * (0.8 + 0.4 * rng()))
+
+
 class Child:
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
@@ -153,6 +179,9 @@ class Child:
         self.status = sa.STARTING
         self.restart_count = 0
         self.fence = threading.Event()  # set when this child's current instance is replaced
+        self.generation = 0  # bumped by every (re)start: a delayed restart that lost its turn
+        self.last_alert_at = float("-inf")
+        self.alerts_suppressed = 0
 
 
 class AtlasTree:
@@ -184,6 +213,8 @@ class AtlasTree:
         manage_stream: bool = False,
         shared_restart_intensity: int = 3,
         account_max_age_s: float = 0.0,
+        restart_backoff_s: float = 0.5,
+        restart_backoff_max_s: float = 60.0,
     ) -> None:
         self.venue = venue
         self.store = store
@@ -197,6 +228,8 @@ class AtlasTree:
         self.alerts = alerts
         self.restart_intensity = restart_intensity
         self.restart_window_s = restart_window_s
+        self.restart_backoff_s = restart_backoff_s
+        self.restart_backoff_max_s = restart_backoff_max_s
         self.ping_interval_s = ping_interval_s
         self.ping_timeout_s = ping_timeout_s
         self.audit_interval_s = audit_interval_s
@@ -232,7 +265,7 @@ class AtlasTree:
         self.shared_restart_intensity = shared_restart_intensity
         self._shared_restart_times: dict[str, deque[float]] = {}
         self.given_up: set[str] = set()
-        self.crash_log: list[dict[str, Any]] = []
+        self.crash_log: deque[dict[str, Any]] = deque(maxlen=CRASH_LOG_MAX)
 
     # ------------------------------------------------------------------ lookups
 
@@ -393,17 +426,11 @@ class AtlasTree:
         threading.Thread(target=self._restart_symbol, args=(symbol, exc), daemon=True).start()
 
     def _restart_symbol(self, symbol: str, exc: BaseException) -> None:
+        """A crash: count it, alert (rate-limited), HALT past the intensity, then restart into
+        RECOVERING after the back-off."""
         with self._lock:
             child = self.children[symbol]
-            old = child.ref
-            # Fence the old instance first: if it is stuck in a venue call it must never act
-            # again once it wakes up (its successor owns the symbol from now on).
-            child.fence.set()
-            if old is not None and old.is_alive():
-                try:
-                    old.stop(block=True, timeout=2.0)
-                except pykka.Timeout:
-                    pass
+            self._retire(child)
             now = time.monotonic()
             child.restarts.append(now)
             while child.restarts and now - child.restarts[0] > self.restart_window_s:
@@ -420,16 +447,56 @@ class AtlasTree:
                     "why": repr(exc),
                 }
             )
-            if self.alerts is not None:
-                self.alerts.actor_crashed("SymbolActor", symbol, exc)
+            self._alert_crash(child, exc, now)
+            was_halted = child.halted
             if len(child.restarts) > self.restart_intensity and not child.halted:
                 child.halted = True
                 reason = f"{len(child.restarts)} restarts within {self.restart_window_s:.0f}s"
                 if self.alerts is not None:
                     self.alerts.halted(symbol, reason)
-            if self._stopping.is_set():
+            delay = restart_delay(
+                len(child.restarts),
+                halted=was_halted,
+                base_s=self.restart_backoff_s,
+                max_s=self.restart_backoff_max_s,
+            )
+            child.generation += 1
+            turn = child.generation
+        why = f"restart after {type(exc).__name__}"
+        if delay > 0:
+            log.warning("%s: restarting in %.1f s (%s)", symbol, delay, why)
+            if self._stopping.wait(delay):
                 return
-            self._start_symbol(symbol, why=f"restart after {type(exc).__name__}")
+        with self._lock:
+            if self._stopping.is_set() or child.generation != turn:
+                return  # stopping, or an operator restart already started a newer instance
+            self._start_symbol(symbol, why=why)
+
+    def _retire(self, child: Child) -> None:
+        """Fence the current instance first: if it is stuck in a venue call it must never act
+        again once it wakes up (its successor owns the symbol from now on)."""
+        old = child.ref
+        child.fence.set()
+        if old is not None and old.is_alive():
+            try:
+                old.stop(block=True, timeout=2.0)
+            except pykka.Timeout:
+                pass
+
+    def _alert_crash(self, child: Child, exc: BaseException, now: float) -> None:
+        if self.alerts is None:
+            return
+        if now - child.last_alert_at < CRASH_ALERT_EVERY_S:
+            child.alerts_suppressed += 1
+            return
+        if child.alerts_suppressed:
+            exc = RuntimeError(
+                f"{exc!r} (+{child.alerts_suppressed} more crashes of {child.symbol} "
+                f"since the last alert)"
+            )
+        child.last_alert_at = now
+        child.alerts_suppressed = 0
+        self.alerts.actor_crashed("SymbolActor", child.symbol, exc)
 
     def _on_emergency(self, symbol: str, reason: str, result: dict[str, Any]) -> None:
         if self.alerts is not None:
@@ -695,11 +762,13 @@ class AtlasTree:
         return {"symbols": [self._ask(s, {"msg": "pause"}) for s in self._targets(symbol)]}
 
     def resume(self, symbol: str | None) -> dict[str, Any]:
-        return {
-            "symbols": [
-                self._ask(s, {"msg": "resume", "clear_halt": True}) for s in self._targets(symbol)
-            ]
-        }
+        targets = self._targets(symbol)
+        with self._lock:
+            for s in targets:  # the operator's resume is a fresh start for the restart policy
+                child = self.children[s]
+                child.halted = False
+                child.restarts.clear()
+        return {"symbols": [self._ask(s, {"msg": "resume", "clear_halt": True}) for s in targets]}
 
     def freeze(self, symbol: str, minutes: float) -> dict[str, Any]:
         return {
@@ -723,6 +792,12 @@ class AtlasTree:
         return self.store.iter_events(since=since, limit=limit)  # type: ignore[no-any-return]
 
     def restart(self, symbol: str) -> dict[str, Any]:
+        """An operator restart is not a crash: no crash count, no alert, no back-off."""
         self._targets(symbol)
-        self._restart_symbol(symbol, RuntimeError("operator restart"))
+        with self._lock:
+            child = self.children[symbol]
+            self._retire(child)
+            child.generation += 1
+            if not self._stopping.is_set():
+                self._start_symbol(symbol, why="operator restart")
         return {"symbol": symbol, "restarted": True}

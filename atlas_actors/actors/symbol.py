@@ -11,6 +11,7 @@ crash: the actor reports to the supervisor (which restarts it into RECOVERING) a
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,14 @@ from typing import Any
 import pykka
 
 from atlas_actors.engine import SymbolEngine
+from atlas_actors.venues.base import RateLimited, UnknownOutcome, VenueUnavailable
+
+# A venue that is briefly unavailable during recovery (503, a timeout, a rate limit) is not a
+# crash: recovery is tried again after a back-off, the actor stays RECOVERING (no opens) and
+# keeps answering its inbox, and nothing counts toward the restart intensity (HALT).
+TRANSIENT = (RateLimited, UnknownOutcome, VenueUnavailable)
+RECOVERY_RETRY_BASE_S = 0.25
+RECOVERY_RETRY_MAX_S = 30.0
 
 log = logging.getLogger("atlas.symbol")
 
@@ -161,7 +170,10 @@ class SymbolActor(pykka.ThreadingActor):
         assert eng is not None
         self._set_status(RECOVERING, str(message.get("why", "start")))
         self._refresh_block()
-        out = eng.recover()
+        try:
+            out = eng.recover()
+        except TRANSIENT as exc:
+            return self._retry_recovery(message, exc)
         self.recovery = out
         algo = out.get("algo") or {}
         cid = algo.get("client_algo_id") if algo else None
@@ -185,6 +197,33 @@ class SymbolActor(pykka.ThreadingActor):
             self._set_status(READY, "recovered")
         self._refresh_block()
         return out
+
+    def _retry_recovery(self, message: dict[str, Any], exc: Exception) -> dict[str, Any]:
+        attempt = int(message.get("attempt", 0)) + 1
+        delay = min(RECOVERY_RETRY_MAX_S, RECOVERY_RETRY_BASE_S * 2 ** (attempt - 1))
+        if isinstance(exc, RateLimited):
+            delay = max(delay, exc.retry_after)
+        log.warning(
+            "%s: recovery attempt %d hit a transient venue error (%s); again in %.2f s",
+            self.symbol,
+            attempt,
+            exc,
+            delay,
+        )
+        again = {"msg": "recover", "why": message.get("why", "start"), "attempt": attempt}
+        ref = self.actor_ref
+
+        def retry() -> None:
+            try:
+                ref.tell(again)
+            except pykka.ActorDeadError:
+                pass  # replaced or stopped meanwhile: its successor recovers on its own
+
+        timer = threading.Timer(delay, retry)
+        timer.daemon = True
+        timer.start()
+        self.recovery = {"action": "RETRYING", "attempt": attempt, "error": str(exc)}
+        return self.recovery
 
     def _on_bar(self, message: dict[str, Any]) -> dict[str, Any]:
         eng = self.engine
