@@ -204,7 +204,110 @@ def main_run(argv: list[str]) -> int:
         cfg = load_run_config(a)
     except (ConfigError, ValueError) as exc:
         return config_error_exit(exc)
-    return run_service(cfg, quiet=a.quiet, no_admin=a.no_admin, run_seconds=a.run_seconds)
+    rc = run_service(cfg, quiet=a.quiet, no_admin=a.no_admin, run_seconds=a.run_seconds)
+    _exit_if_threads_linger(rc)
+    return rc
+
+
+def _exit_if_threads_linger(rc: int, grace_s: float = 1.0) -> None:
+    """The state is flushed and closed: a thread still stuck in a venue call (a stream client,
+    an executor worker) must not hold the process in interpreter shutdown for ever."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        lingering = [
+            t
+            for t in threading.enumerate()
+            if t is not threading.main_thread() and not t.daemon and t.is_alive()
+        ]
+        if not lingering or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    if lingering:
+        log.warning("exiting past lingering threads: %s", ", ".join(t.name for t in lingering))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(rc)
+
+
+SHUTDOWN_DEADLINE_S = 10.0  # systemd's TimeoutStopSec is 60 s; we promise far less
+TREE_STOP_S = 8.0  # what the tree's graceful stop may take of that
+
+
+class StartupFailed(Exception):
+    """The service cannot run as configured (exit 2 with one line naming the problem)."""
+
+
+class _Shutdown:
+    """Signals and the shutdown deadline. First SIGTERM/SIGINT: stop gracefully (the caller
+    notices `stop`), and whatever happens the process is gone `SHUTDOWN_DEADLINE_S` later.
+    Second signal: exit at once; the stops stay on the exchange."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self._armed = False
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # embedded (tests): the caller owns the signals
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.stop.is_set():
+            _hard_exit(128 + signum, f"second {signal.Signals(signum).name}: exiting now")
+        self.stop.set()
+        self.arm(1)
+
+    def arm(self, rc: int) -> None:
+        """From now on the process exits within the deadline, whatever is stuck."""
+        with self._lock:
+            if self._armed:
+                return
+            self._armed = True
+
+        def guard() -> None:
+            time.sleep(SHUTDOWN_DEADLINE_S)
+            _hard_exit(rc, f"shutdown took longer than {SHUTDOWN_DEADLINE_S:g} s")
+
+        threading.Thread(target=guard, name="shutdown-deadline", daemon=True).start()
+
+
+def _hard_exit(rc: int, why: str) -> None:
+    try:
+        sys.stderr.write(f"atlas run: {why}; protective stops stay on the exchange\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        logging.shutdown()
+    finally:
+        os._exit(rc)
+
+
+def check_symbols_listed(venue: Any, symbols: list[str]) -> None:
+    """Every configured symbol must be one the venue trades, before any actor starts: an
+    unknown or delisted symbol is a configuration fact, not a transient error to crash-loop
+    on. Raises StartupFailed naming them all."""
+    from atlas_actors.venues.base import VenueError
+
+    missing = []
+    for sym in symbols:
+        try:
+            if hasattr(venue, "get_symbol_filters"):
+                venue.get_symbol_filters(sym)
+            else:
+                venue.get_filters(sym)
+        except KeyError:
+            missing.append(sym)
+        except VenueError as exc:
+            if exc.code != -1121:
+                raise
+            missing.append(sym)
+    if missing:
+        raise StartupFailed(
+            f"the venue does not trade {', '.join(missing)} (not listed, or not TRADING); "
+            "remove it from [run] symbols / --symbols"
+        )
 
 
 def run_service(
@@ -213,6 +316,7 @@ def run_service(
     from atlas_actors.events import JsonlRecordWriter, read_records
     from atlas_actors.store import StateStore, StoreError
     from atlas_actors.summary import format_summary, summarize
+    from supervisor.admin import AdminSocketError
     from supervisor.alerts import init_alerts
     from supervisor.notify import Notifier, WatchdogLoop
     from supervisor.secrets import install_log_scrubbing, load_secrets, redact
@@ -226,6 +330,9 @@ def run_service(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=[logging.FileHandler(os.path.join(cfg.run.log_dir, "atlas.log"))],
     )
+    shutdown = _Shutdown()
+    shutdown.install()
+    stop = shutdown.stop
     notifier = Notifier()
     alerts = init_alerts(cfg, secrets)
     try:
@@ -234,12 +341,18 @@ def run_service(
     except StoreError as exc:
         print(f"atlas run: {exc}", file=sys.stderr)
         return 2
+    tree = None
+    admin = None
+    watchdog = None
+    sink = None
+    rc = 0
     try:
         try:
             venue, replay, before_flush = build_venue(cfg, secrets, store)
         except LiveModeRefused as exc:
             print(f"atlas run: refused: {exc}", file=sys.stderr)
             return 2
+        check_symbols_listed(venue, list(cfg.run.symbols))
         if cfg.run.mode == "live":
             from atlas_actors.selfcheck import run_selfcheck
 
@@ -284,34 +397,30 @@ def run_service(
             # a real venue's balances/positions: cached 2 s, dropped on every fill
             account_max_age_s=0.0 if replay is not None else 2.0,
         )
-        stop = threading.Event()
-
-        def on_signal(signum: int, frame: Any) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
         tree.start()
-        admin = None
         if not no_admin:
             from supervisor.admin import AdminServer, default_admin_socket
 
             path = cfg.admin.socket or default_admin_socket(cfg.run.state_dir)
             admin = AdminServer(path, tree)
-            admin.start()
-        ready = tree.wait_ready(timeout_s=60.0)
+            try:
+                admin.start()
+            except (AdminSocketError, OSError) as exc:
+                admin = None
+                raise StartupFailed(f"admin socket: {exc}") from None
+        ready = tree.wait_ready(timeout_s=60.0, abort=stop)
         if ready:
             notifier.ready(f"{len(cfg.run.symbols)} symbols READY")
-        else:
+        elif not stop.is_set():
             log.error("not every symbol became READY within 60 s")
         wd_interval = notifier.watchdog_interval_s()
-        watchdog = None
         if wd_interval:
             watchdog = WatchdogLoop(
                 notifier, tree.critical_healthy, wd_interval, status_text=lambda: _status_line(tree)
             )
             watchdog.start()
-        tree.start_market()
+        if not stop.is_set():
+            tree.start_market()
         started = time.monotonic()
         while not stop.is_set():
             if replay is not None and tree.replay_done.is_set():
@@ -319,13 +428,27 @@ def run_service(
             if run_seconds is not None and time.monotonic() - started >= run_seconds:
                 break
             stop.wait(0.1)
-        notifier.stopping("shutting down: stops stay on the exchange")
-        if watchdog is not None:
-            watchdog.stop()
-        if admin is not None:
-            admin.stop()
-        tree.stop()
-        sink.close()
+    except StartupFailed as exc:
+        rc = 2
+        print(f"atlas run: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - one line for the operator, the trace in the log
+        rc = 1
+        log.exception("atlas run failed")
+        print(f"atlas run: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    finally:
+        if rc:
+            shutdown.arm(rc)  # whatever is stuck, the process exits within the deadline
+        try:
+            _stop_all(notifier, watchdog, admin, tree)
+            if sink is not None:
+                sink.close()
+        finally:
+            if rc or tree is None:
+                store.close()
+    if rc or tree is None:
+        alerts.flush(1.0)
+        return rc
+    try:
         records = _records_since(records_path, start_offset, read_records)
         # live: one closed bar per candidate evaluation is not exact; count what the feed sent
         bars = tree.bars_fed if replay is not None else len(tree.symbols) and tree.bars_fed
@@ -337,6 +460,16 @@ def run_service(
         return 0
     finally:
         store.close()
+
+
+def _stop_all(notifier: Any, watchdog: Any, admin: Any, tree: Any) -> None:
+    notifier.stopping("shutting down: stops stay on the exchange")
+    if watchdog is not None:
+        watchdog.stop()
+    if admin is not None:
+        admin.stop()
+    if tree is not None:
+        tree.stop(timeout_s=TREE_STOP_S)
 
 
 def _records_since(path: str, offset: int, reader: Any) -> list[dict[str, Any]]:

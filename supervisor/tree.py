@@ -35,6 +35,8 @@ from atlas_actors.actors.market_feed import EventRouter, MarketFeed, PaperReplay
 from atlas_actors.actors.order_gateway import GatewayPort, Lanes, OrderGateway
 from atlas_actors.actors.sentinel import Sentinel
 from atlas_actors.domain.commands import risk_record
+from atlas_actors.domain.lifecycle import R_ENTRY
+from atlas_actors.domain.txn import client_id_head, role_of
 from atlas_actors.engine import SymbolEngine
 from atlas_actors.venues.base import VenueError
 
@@ -680,54 +682,112 @@ class AtlasTree:
             c.status in (sa.READY, sa.PAUSED, sa.FROZEN, sa.HALTED) for c in self.children.values()
         )
 
-    def wait_ready(self, timeout_s: float = 30.0) -> bool:
+    def wait_ready(self, timeout_s: float = 30.0, *, abort: threading.Event | None = None) -> bool:
+        """Wait until every symbol is past recovery; `abort` (a stop signal) ends the wait."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.all_ready():
                 return True
+            if abort is not None and abort.is_set():
+                break
             time.sleep(0.005)
         return self.all_ready()
 
-    def stop(self) -> None:
-        """Graceful: stop opening and the market, flush, stop actors; stops stay on the venue."""
+    def stop(self, timeout_s: float = 8.0) -> None:
+        """Graceful and bounded, in every state (recovering, crash-looping, waiting on the
+        venue): stop opening and the market, cancel resting *entry* orders (stops and
+        take-profits stay: they protect), flush, stop the actors. Each step gets what is left
+        of `timeout_s`; a step that cannot finish in time is abandoned, never waited on."""
+        deadline = time.monotonic() + timeout_s
         self._stopping.set()
+
+        def left(floor: float = 0.05) -> float:
+            return max(floor, deadline - time.monotonic())
+
+        pauses = []
         for child in self.children.values():
             if child.ref is not None and child.ref.is_alive():
                 try:
-                    child.ref.ask({"msg": "pause"}, timeout=5.0)
+                    pauses.append(child.ref.ask({"msg": "pause", "why": "shutdown"}, block=False))
                 except Exception:  # noqa: BLE001
                     pass
+        for fut in pauses:
+            try:
+                fut.get(timeout=min(2.0, left()))
+            except Exception:  # noqa: BLE001 - a busy or dead actor: it is stopped below
+                pass
         if self.feed is not None and self.feed.is_alive():
-            self.feed.proxy().stop_replay()
             try:
-                self.bars_fed = int(self.feed.proxy().bars_sent.get(timeout=5.0))
+                self.feed.proxy().stop_replay().get(timeout=min(2.0, left()))
+                self.bars_fed = int(self.feed.proxy().bars_sent.get(timeout=min(2.0, left())))
             except Exception:  # noqa: BLE001
                 pass
+        self._bounded(self._cancel_resting_entries, min(3.0, left()), "cancel resting entries")
         if self.manage_stream:
-            try:
-                self.venue.ws_stop()
-            except Exception:  # noqa: BLE001
-                pass
-        try:
-            self.flush()
-        except Exception:  # noqa: BLE001
-            log.exception("final flush failed")
-        for child in self.children.values():
-            if child.ref is not None and child.ref.is_alive():
-                try:
-                    child.ref.stop(block=True, timeout=5.0)
-                except Exception:  # noqa: BLE001
-                    pass
-        for ref in (self.feed, self.sentinel, self.gateway):
+            self._bounded(self.venue.ws_stop, min(2.0, left()), "stop the streams")
+        self._bounded(self.flush, min(2.0, left()), "flush")
+        refs = [c.ref for c in self.children.values()] + [self.feed, self.sentinel, self.gateway]
+        for ref in refs:
             if ref is not None and ref.is_alive():
                 try:
-                    ref.stop(block=True, timeout=5.0)
+                    ref.stop(block=False)
                 except Exception:  # noqa: BLE001
                     pass
-        try:
-            self.flush()
-        except Exception:  # noqa: BLE001
-            log.exception("final flush failed")
+        for ref in refs:
+            if ref is not None and ref.is_alive():
+                try:
+                    ref.stop(block=True, timeout=left())
+                except Exception:  # noqa: BLE001 - stuck in a venue call: abandoned
+                    pass
+        self._bounded(self.flush, left(0.5), "final flush")
+
+    def _bounded(self, fn: Callable[[], None], timeout_s: float, what: str) -> bool:
+        """Run `fn` on a helper thread and wait at most `timeout_s` for it."""
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001
+                log.exception("shutdown: %s failed", what)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=f"shutdown-{what}", daemon=True).start()
+        if not done.wait(timeout_s):
+            log.error("shutdown: %s did not finish within %.1f s; going on", what, timeout_s)
+            return False
+        return True
+
+    def _cancel_resting_entries(self) -> None:
+        """Resting entry orders of ours would open positions while nobody watches: cancel
+        them. Reduce-only orders (take-profits) and Algo stops stay where they are."""
+        for sym in self.symbols:
+            try:
+                orders = self.venue.get_open_orders(sym)
+            except VenueError as exc:
+                log.warning("shutdown: cannot list %s's open orders: %s", sym, exc)
+                continue
+            head = client_id_head(self.prefix, sym)
+            for o in orders:
+                cid = str(o.get("client_order_id") or "")
+                if not cid.startswith(head) or o.get("reduce_only"):
+                    continue
+                if role_of(cid) != R_ENTRY:
+                    continue
+                try:
+                    self.venue.cancel_order(symbol=sym, order_id=None, client_order_id=cid)
+                    self.sink.emit(
+                        {
+                            "kind": "order_cancel",
+                            "ts": int(self.clock()),
+                            "symbol": sym,
+                            "client_id": cid,
+                            "reason": "shutdown: resting entry cancelled",
+                        }
+                    )
+                except VenueError as exc:
+                    log.warning("shutdown: cannot cancel %s entry %s: %s", sym, cid, exc)
 
     # ------------------------------------------------------------------ admin controller
 

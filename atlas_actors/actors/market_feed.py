@@ -187,6 +187,10 @@ class MarketFeed(pykka.ThreadingActor):
     """Paper mode: drives the replay thread. Live: the stream is the adapter's; events reach
     the actors through the `EventRouter`."""
 
+    # A stuck venue call must never keep the process alive after shutdown: the supervisor
+    # stops actors with a deadline and the store is flushed by the main thread.
+    use_daemon_thread = True
+
     def __init__(
         self,
         venue: Any,

@@ -166,6 +166,10 @@ class Lanes:
 class OrderGateway(pykka.ThreadingActor):
     """Actor shell around `Lanes`. Its inbox only enqueues; the lanes do the waiting."""
 
+    # A stuck venue call must never keep the process alive after shutdown: the supervisor
+    # stops actors with a deadline and the store is flushed by the main thread.
+    use_daemon_thread = True
+
     def __init__(self, venue: Any, *, rate_per_s: float = 20.0, burst: float = 40.0) -> None:
         super().__init__()
         self.venue = venue

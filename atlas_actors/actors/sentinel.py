@@ -128,6 +128,10 @@ def emergency_client_id(stop_client_id: str) -> str:
 class Sentinel(pykka.ThreadingActor):
     """Actor shell. `symbol_ref(symbol)` resolves the current SymbolActor (restarts change it)."""
 
+    # A stuck venue call must never keep the process alive after shutdown: the supervisor
+    # stops actors with a deadline and the store is flushed by the main thread.
+    use_daemon_thread = True
+
     def __init__(
         self,
         venue: Any,

@@ -57,6 +57,10 @@ MESSAGE_KINDS = (
 
 
 class SymbolActor(pykka.ThreadingActor):
+    # A stuck venue call must never keep the process alive after shutdown: the supervisor
+    # stops actors with a deadline and the store is flushed by the main thread.
+    use_daemon_thread = True
+
     def __init__(
         self,
         symbol: str,
@@ -262,7 +266,7 @@ class SymbolActor(pykka.ThreadingActor):
     def _on_pause(self, message: dict[str, Any]) -> dict[str, Any]:
         self.paused = True
         if self.status_name == READY:
-            self._set_status(PAUSED, "operator pause")
+            self._set_status(PAUSED, str(message.get("why", "operator pause")))
         self._refresh_block()
         return self._status()
 
