@@ -69,7 +69,7 @@ from atlas_actors.venues.base import (
     VenueUnavailable,
 )
 from atlas_actors.venues.binance import schemas
-from atlas_actors.venues.faults import BINANCE_MESSAGES
+from atlas_actors.venues.binance.codes import BINANCE_MESSAGES
 from atlas_actors.venues.filters import format_decimal
 from atlas_actors.venues.sim import DEFAULT_LEVERAGE, SimVenue
 

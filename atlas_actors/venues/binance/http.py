@@ -3,7 +3,7 @@ retries and the request-weight governor.
 
 - every request goes through `BinanceHttp.call`: it waits for the weight governor, signs with
   the injected clock plus the measured server offset, maps Binance errors onto the venue
-  error hierarchy (the Binance code kept) and applies one policy per failure:
+  error hierarchy (`codes.py`, the Binance code kept) and applies one policy per failure:
   -1021 resyncs the clock and retries once, 429/418/-1003 back off, reads retry timeouts and
   5xx, writes that may have been applied raise UnknownOutcome;
 - `BinanceHttp.write` resolves an UnknownOutcome by querying the client id before any resend;
@@ -29,23 +29,18 @@ from binance.exceptions import (  # type: ignore[import-untyped]
 
 from atlas_actors.venues.base import (
     AuthError,
-    FilterError,
-    InsufficientMargin,
     OrderRejected,
     RateLimited,
     UnknownOutcome,
     VenueError,
     VenueUnavailable,
-    WouldTakeLiquidity,
 )
 from atlas_actors.venues.binance.codes import (
-    AUTH_CODES,
     DUPLICATE_CODE,
-    FILTER_CODES,
     RATE_LIMIT_CODES,
-    SERVER_BUSY_CODES,
     TIMESTAMP_CODE,
-    UNKNOWN_STATUS_CODES,
+    classified,
+    error_for_code,
 )
 
 log = logging.getLogger(__name__)
@@ -225,17 +220,12 @@ class BinanceHttp:
         text = f"{op}: {exc.message} (HTTP {status}, code {code})"
         if status in (429, 418) or code in RATE_LIMIT_CODES or status == 403:
             return RateLimited(self._retry_after(exc, status), text, code=code)
-        if code in AUTH_CODES or status == 401:
+        if status == 401:
             return AuthError(text, code=code)
-        if code == TIMESTAMP_CODE:
-            return VenueError(text, code=code)
-        if code == -2019:
-            return InsufficientMargin(code, text)
-        if code == -5022:
-            return WouldTakeLiquidity(code, text)
-        if code in FILTER_CODES:
-            return FilterError(text, code=code)
-        if status >= 500 or status == 408 or code in UNKNOWN_STATUS_CODES | SERVER_BUSY_CODES:
+        if code is not None and classified(code):
+            # One table for the adapter and the simulators (codes.py).
+            return error_for_code(code, text, write=write)
+        if status >= 500 or status == 408:
             return UnknownOutcome(text, code=code) if write else VenueUnavailable(text, code=code)
         if write:
             return OrderRejected(code, text)
