@@ -17,7 +17,8 @@ Kinds (what the caller sees, and whether the request was applied):
   timeout_before_apply  UnknownOutcome; nothing was applied (a lost request)
   timeout_after_apply   the request IS applied (order placed / cancelled), then UnknownOutcome
                         (a lost reply: resolve by querying the client id, never resend blindly)
-  reject                OrderRejected (or the subclass matching `code`) with a Binance code; not applied
+  reject                the exception Binance's `code` maps to (`binance/codes.py`, the table the
+                        adapter uses too: OrderRejected or a subclass for most codes); not applied
   rate_limit            RateLimited(retry_after) code -1003; not applied
   unavailable           VenueUnavailable (HTTP 503 "Service Unavailable."); not applied
   invisible_algo        place_algo_stop answers NEW with an id, but the exchange lost it: it never
@@ -39,16 +40,24 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from atlas_actors.venues.base import (
-    AuthError,
-    FilterError,
-    InsufficientMargin,
-    OrderRejected,
     RateLimited,
     UnknownOutcome,
     VenueError,
     VenueUnavailable,
-    WouldTakeLiquidity,
 )
+from atlas_actors.venues.binance.codes import BINANCE_MESSAGES, error_for_code
+
+__all__ = [
+    "ALL_METHODS",
+    "BINANCE_MESSAGES",
+    "FAULT_KINDS",
+    "READ_METHODS",
+    "STREAMS",
+    "WRITE_METHODS",
+    "FaultPlan",
+    "Faults",
+    "error_for_code",
+]
 
 FAULT_KINDS = (
     "latency",
@@ -85,60 +94,6 @@ READ_METHODS = (
 )
 ALL_METHODS = WRITE_METHODS + READ_METHODS
 STREAMS = ("market", "user")
-
-# Binance's messages for the codes the simulator produces or a test may inject.
-BINANCE_MESSAGES: dict[int, str] = {
-    -1001: "Internal error; unable to process your request. Please try again.",
-    -1003: "Too many requests; current limit is 2400 requests per minute.",
-    -1008: "Server is currently overloaded with other requests. Please try again in a few minutes.",
-    -1015: "Too many new orders; current limit is 300 orders per TEN_SECONDS.",
-    -1021: "Timestamp for this request is outside of the recvWindow.",
-    -1022: "Signature for this request is not valid.",
-    -1102: "A mandatory parameter was not sent, was empty/null, or malformed.",
-    -1106: "Parameter 'reduceonly' sent when not required.",
-    -1111: "Precision is over the maximum defined for this asset.",
-    -1115: "Invalid timeInForce.",
-    -1116: "Invalid orderType.",
-    -1117: "Invalid side.",
-    -2010: "NEW_ORDER_REJECTED",
-    -2011: "Unknown order sent.",
-    -2013: "Order does not exist.",
-    -2014: "API-key format invalid.",
-    -2015: "Invalid API-key, IP, or permissions for action.",
-    -2019: "Margin is insufficient.",
-    -2021: "Order would immediately trigger.",
-    -2022: "ReduceOnly Order is rejected.",
-    -4003: "Quantity less than or equal to zero.",
-    -4004: "Quantity less than min qty.",
-    -4005: "Quantity greater than max qty.",
-    -4014: "Price not increased by tick size.",
-    -4015: "Client order id is not valid.",
-    -4023: "Qty not increased by step size.",
-    -4028: "Leverage is not valid.",
-    -4116: "ClientOrderId is duplicated.",
-    -4164: "Order's notional must be no smaller than 5 (unless you choose reduce only).",
-    -5022: "Due to the order could not be executed as maker, the Post Only order will be rejected.",
-}
-
-_FILTER_CODES = {-1111, -4003, -4004, -4005, -4014, -4023, -4164}
-
-
-def error_for_code(code: int, msg: str | None = None, *, retry_after: float = 1.0) -> VenueError:
-    """The Atlas exception a Binance error code maps to (shared by the simulator and adapters)."""
-    text = msg or BINANCE_MESSAGES.get(code, f"Binance error {code}")
-    if code in (-1003, -1015):
-        return RateLimited(retry_after, text, code=code)
-    if code == -2019:
-        return InsufficientMargin(code, text)
-    if code == -5022:
-        return WouldTakeLiquidity(code, text)
-    if code in _FILTER_CODES:
-        return FilterError(text, code=code)
-    if code in (-1022, -2014, -2015):
-        return AuthError(text, code=code)
-    if code in (-1001, -1008):
-        return VenueUnavailable(text, code=code)
-    return OrderRejected(code, text)
 
 
 @dataclass
@@ -186,7 +141,12 @@ class FaultPlan:
             return UnknownOutcome(
                 self.msg or f"{self.method}: timed out waiting for the venue (injected)", code=None
             )
-        return error_for_code(self.code, self.msg, retry_after=self.retry_after)
+        return error_for_code(
+            self.code,
+            self.msg,
+            write=self.method in WRITE_METHODS,
+            retry_after=self.retry_after,
+        )
 
     @property
     def raises_before(self) -> bool:

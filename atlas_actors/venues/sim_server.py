@@ -53,7 +53,6 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import WSMsgType, web
 
-from atlas_actors.venues import schemas
 from atlas_actors.venues.base import (
     AccountUpdate,
     AlgoUpdate,
@@ -69,7 +68,8 @@ from atlas_actors.venues.base import (
     VenueEvent,
     VenueUnavailable,
 )
-from atlas_actors.venues.faults import BINANCE_MESSAGES
+from atlas_actors.venues.binance import schemas
+from atlas_actors.venues.binance.codes import BINANCE_MESSAGES
 from atlas_actors.venues.filters import format_decimal
 from atlas_actors.venues.sim import DEFAULT_LEVERAGE, SimVenue
 

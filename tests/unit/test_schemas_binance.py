@@ -1,4 +1,4 @@
-"""Binance wire shapes -> normalised dicts/events (schemas.py), over every recorded fixture.
+"""Binance wire shapes -> normalised dicts/events (venues/binance/schemas/), over every recorded fixture.
 
 The fixtures are copied into tests/fixtures/binance-usdm so a fresh checkout is
 self-contained; when ../shared is beside the project (CI), its files are parsed too, so a
@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atlas_actors.venues import schemas
 from atlas_actors.venues.base import (
     AccountUpdate,
     AlgoUpdate,
@@ -23,6 +22,7 @@ from atlas_actors.venues.base import (
     OrderUpdate,
     StreamStatus,
 )
+from atlas_actors.venues.binance import schemas
 
 HERE = Path(__file__).resolve().parents[1] / "fixtures" / "binance-usdm"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "binance-usdm"

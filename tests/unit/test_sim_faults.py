@@ -16,9 +16,10 @@ from atlas_actors.venues.base import (
     RateLimited,
     StreamStatus,
     UnknownOutcome,
+    VenueError,
     VenueUnavailable,
 )
-from atlas_actors.venues.faults import error_for_code
+from atlas_actors.venues.binance.codes import error_for_code
 from atlas_actors.venues.sim import SimVenue
 
 SYM = "BTCUSDT"
@@ -102,10 +103,16 @@ def test_reject_with_a_binance_code_is_not_applied() -> None:
         assert ei.value.code == -2019
     assert v.get_order(symbol=SYM, client_order_id="e-1") is None
     assert buy(v, "e-1")["status"] == "FILLED"  # armed twice: the third call is clean
-    v.faults.arm("cancel_order", kind="reject", code=-1021, msg="clock skew")
+    v.faults.arm("cancel_order", kind="reject", code=-2022, msg="reduce only")
     with pytest.raises(OrderRejected) as ej:
         v.cancel_order(symbol=SYM, order_id=None, client_order_id="x")
-    assert ej.value.code == -1021 and "clock skew" in str(ej.value)
+    assert ej.value.code == -2022 and "reduce only" in str(ej.value)
+    # -1021 (clock skew) is a request-level VenueError, not an order reject (codes.py).
+    v.faults.arm("cancel_order", kind="reject", code=-1021, msg="clock skew")
+    with pytest.raises(VenueError) as ek:
+        v.cancel_order(symbol=SYM, order_id=None, client_order_id="x")
+    assert not isinstance(ek.value, OrderRejected)
+    assert ek.value.code == -1021 and "clock skew" in str(ek.value)
 
 
 def test_rate_limit_carries_retry_after() -> None:

@@ -1,4 +1,4 @@
-"""One self-healing WebSocket connection in a daemon thread (used by BinanceAdapter).
+"""One self-healing WebSocket connection in a daemon thread (used by `session.StreamSession`).
 
 `StreamWorker` connects to the URL its factory returns (the factory may do REST work, e.g.
 create a listenKey), hands every JSON message to `on_message`, and when the connection
