@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atlas_actors.venues.base import AccountUpdate, AlgoUpdate, MarkPrice, OrderUpdate
+from atlas_actors.domain.events import AccountUpdate, AlgoUpdate, MarkPrice, OrderUpdate
 
 # File-name symbols that are not Binance USD-M symbols: the bundled BTC perpetual sample
 # (venue not recorded by its source) is traded as Binance's USDC-margined BTC perpetual.

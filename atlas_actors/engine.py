@@ -35,18 +35,16 @@ from atlas_actors.domain.commands import (
     SetCooldown,
     risk_record,
 )
+from atlas_actors.domain.events import AlgoUpdate, OrderUpdate
 from atlas_actors.domain.records import SymbolState, state_to_dict_reusing
+from atlas_actors.domain.stops import StopSpec, closing_side
 from atlas_actors.store import StoreError
 from atlas_actors.venues.base import (
-    AlgoUpdate,
     OrderRejected,
-    OrderUpdate,
     RateLimited,
-    StopSpec,
     UnknownOutcome,
     VenueError,
     VenueUnavailable,
-    closing_side,
 )
 
 log = logging.getLogger("atlas.engine")

@@ -40,6 +40,7 @@ from atlas_actors.domain.commands import (
     SetCooldown,
     risk_record,
 )
+from atlas_actors.domain.events import AlgoUpdate, OrderUpdate
 from atlas_actors.domain.lifecycle import LONG, NONE, QTY_EPS
 from atlas_actors.domain.params import Params
 from atlas_actors.domain.records import (
@@ -51,9 +52,9 @@ from atlas_actors.domain.records import (
     SlAlgo,
     SymbolState,
 )
+from atlas_actors.domain.stops import StopSpec, closing_side
 from atlas_actors.domain.templates import TEMPLATES, Setup, Template
 from atlas_actors.domain.txn import Txn, client_id_head, role_of
-from atlas_actors.venues.base import AlgoUpdate, OrderUpdate, StopSpec, closing_side
 
 TERMINAL = ("CANCELED", "EXPIRED", "REJECTED", "EXPIRED_IN_MATCH")
 STOP_FIRED = ("TRIGGERING", "TRIGGERED", "FINISHED")

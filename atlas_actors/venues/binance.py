@@ -34,30 +34,31 @@ from binance.exceptions import (  # type: ignore[import-untyped]
     BinanceRequestException,
 )
 
+from atlas_actors.domain.events import (
+    AccountUpdate,
+    AlgoUpdate,
+    BarClosed,
+    MarkPrice,
+    OrderUpdate,
+    StreamStatus,
+    VenueEvent,
+)
+from atlas_actors.domain.stops import StopSpec, stop_deviates
 from atlas_actors.venues import schemas
 from atlas_actors.venues.base import (
     SIDES,
     WORKING_TYPES,
-    AccountUpdate,
-    AlgoUpdate,
     AuthError,
-    BarClosed,
     EventHandler,
     FilterError,
     InsufficientMargin,
-    MarkPrice,
     OrderRejected,
-    OrderUpdate,
     RateLimited,
-    StopSpec,
-    StreamStatus,
     UnknownOutcome,
     VenueError,
-    VenueEvent,
     VenueUnavailable,
     WouldTakeLiquidity,
     replacement_client_id,
-    stop_deviates,
 )
 from atlas_actors.venues.binance_ws import StreamWorker
 from atlas_actors.venues.filters import SymbolFilters, on_grid, snap

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from atlas_actors.venues.base import (
+from atlas_actors.domain.events import (
     AccountUpdate,
     AlgoUpdate,
     BarClosed,

@@ -14,8 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atlas_actors.venues import schemas
-from atlas_actors.venues.base import (
+from atlas_actors.domain.events import (
     AccountUpdate,
     AlgoUpdate,
     BarClosed,
@@ -23,6 +22,7 @@ from atlas_actors.venues.base import (
     OrderUpdate,
     StreamStatus,
 )
+from atlas_actors.venues import schemas
 
 HERE = Path(__file__).resolve().parents[1] / "fixtures" / "binance-usdm"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "binance-usdm"

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from atlas_actors.domain.events import StreamStatus
 from atlas_actors.domain.params import Params, load_params
 from atlas_actors.selfcheck import (
     FAIL,
@@ -16,7 +17,7 @@ from atlas_actors.selfcheck import (
     main_selfcheck,
     run_selfcheck,
 )
-from atlas_actors.venues.base import AuthError, StreamStatus, VenueUnavailable
+from atlas_actors.venues.base import AuthError, VenueUnavailable
 from atlas_actors.venues.sim import SimVenue
 from supervisor.config import config_from_mapping
 
