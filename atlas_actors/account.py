@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from atlas_actors.venues.base import AccountUpdate, OrderUpdate, VenueEvent
+from atlas_actors.domain.events import AccountUpdate, OrderUpdate, VenueEvent
 
 
 class AccountView:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atlas_actors.venues.base import AccountUpdate, AlgoUpdate, MarkPrice, OrderUpdate
+from atlas_actors.domain.events import AccountUpdate, AlgoUpdate, MarkPrice, OrderUpdate
 
 # File-name symbols that are not Binance USD-M symbols: the bundled BTC perpetual sample
 # (venue not recorded by its source) is traded as Binance's USDC-margined BTC perpetual.
@@ -445,7 +445,7 @@ class _MarkFeed:
 
 
 def _account_guard(venue: Any, params: Any, sink: Any) -> Any:
-    from supervisor.tree import AccountGuard
+    from atlas_actors.account_guard import AccountGuard
 
     risk = getattr(params, "risk", None)
     return AccountGuard(

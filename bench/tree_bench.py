@@ -89,7 +89,7 @@ class _StopTimer:
     """Entry fill reported by the venue -> the protective stop sent to the venue, per symbol."""
 
     def __init__(self, venue: Any) -> None:
-        from atlas_actors.venues.base import OrderUpdate
+        from atlas_actors.domain.events import OrderUpdate
 
         self._order_update = OrderUpdate
         self.lock = threading.Lock()

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from atlas_actors.venues.base import AccountUpdate
+from atlas_actors.domain.events import AccountUpdate
 from atlas_actors.venues.replay import bundled_path, load_klines
 from atlas_actors.venues.sim import SimVenue
 

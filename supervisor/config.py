@@ -2,7 +2,8 @@
 
 `load_config(path)` reads the file with tomllib and returns an `AtlasConfig`. The service
 sections ([run], [venue], [paper], [supervisor], [admin], [alerts]) are checked here; every
-other section is strategy parameters, handed to `atlas_actors.domain.params.load_params`.
+other section is strategy parameters, handed to `atlas_actors.domain.params.load_params` (and
+their template names to `atlas_actors.domain.templates.check_templates`).
 Any problem raises `ConfigError` naming `file: section.key` (plus the line when it can be
 found) and what is allowed; the CLI turns it into exit status 2 (`config_error_exit`).
 
@@ -561,8 +562,9 @@ def _load_params(strategy: Mapping[str, Any], v: _Validator) -> Any:
     # Imported here: the parameter module belongs to the domain and is heavier than the CLI needs
     # for `atlas admin`.
     from atlas_actors.domain import params as params_mod
+    from atlas_actors.domain import templates
 
     try:
-        return params_mod.load_params(strategy)
+        return templates.check_templates(params_mod.load_params(strategy))
     except params_mod.ParamsError as exc:
         raise ConfigError(f"{v.source}: {exc}") from None

@@ -26,7 +26,7 @@ from typing import Any
 
 import pykka
 
-from atlas_actors.venues.base import (
+from atlas_actors.domain.events import (
     AccountUpdate,
     AlgoUpdate,
     BarClosed,

@@ -20,8 +20,10 @@ from typing import Any
 
 import pykka
 
+from atlas_actors.domain.events import AlgoUpdate
+from atlas_actors.domain.stops import closing_side
 from atlas_actors.engine import FlattenFailed, close_at_market
-from atlas_actors.venues.base import AlgoUpdate, VenueError, closing_side
+from atlas_actors.venues.base import VenueError
 
 log = logging.getLogger("atlas.sentinel")
 

@@ -6,16 +6,18 @@ belong to the service and are ignored. Inside those sections every key must be k
 in range, otherwise `ParamsError` names the key path and the allowed range, e.g.
 ``runner.RUNNER_GIVEBACK = 1.5 is out of range [0, 1]``. Missing keys take the documented
 defaults below (the same values `config/atlas.toml` spells out).
+
+Whether ``strategy.templates`` names known templates is the templates' own rule:
+`atlas_actors.domain.templates.check_templates(load_params(doc))` is the complete validation
+(this module sits below the templates and regime modules, which read its parameter types).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 
@@ -255,8 +257,6 @@ def load_params(mapping: Mapping[str, Any]) -> Params:
 
 
 def _cross_check(p: Params) -> None:
-    from atlas_actors.domain.templates import TEMPLATES  # late: templates imports params
-
     for tier_name in ("A", "B"):
         t = p.tier(tier_name)
         path = f"tiers.{tier_name}"
@@ -277,26 +277,3 @@ def _cross_check(p: Params) -> None:
         raise ParamsError(
             f"strategy.range_er = {s.range_er} must not exceed trend_er = {s.trend_er}"
         )
-    for i, name in enumerate(s.templates):
-        if name not in TEMPLATES:
-            raise ParamsError(
-                f"strategy.templates[{i}] = {name!r} is not a known template "
-                f"(allowed: {', '.join(TEMPLATES)})"
-            )
-    if len(set(s.templates)) != len(s.templates):
-        raise ParamsError(f"strategy.templates = {s.templates!r} lists a template twice")
-
-
-def params_from_toml(path: str | Path) -> Params:
-    p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            doc = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ParamsError(f"{p}: {exc}") from exc
-    except OSError as exc:
-        raise ParamsError(f"{p}: cannot read: {exc}") from exc
-    try:
-        return load_params(doc)
-    except ParamsError as exc:
-        raise ParamsError(f"{p}: {exc}") from exc

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from atlas_actors.domain.params import StrategyParams, TierParams
+from atlas_actors.domain.params import Params, ParamsError, StrategyParams, TierParams
 from atlas_actors.domain.regime import CHOP, RANGE, SHOCK, TREND_DOWN, TREND_UP
 
 LONG = "LONG"
@@ -190,3 +190,18 @@ TEMPLATES: dict[str, Template] = {
 
 def enabled(names: list[str]) -> tuple[Template, ...]:
     return tuple(TEMPLATES[n] for n in names)
+
+
+def check_templates(params: Params) -> Params:
+    """Template-name validation of loaded parameters: every name in ``strategy.templates`` is
+    a known template and none is listed twice. Returns `params`; raises `ParamsError`."""
+    names = params.strategy.templates
+    for i, name in enumerate(names):
+        if name not in TEMPLATES:
+            raise ParamsError(
+                f"strategy.templates[{i}] = {name!r} is not a known template "
+                f"(allowed: {', '.join(TEMPLATES)})"
+            )
+    if len(set(names)) != len(names):
+        raise ParamsError(f"strategy.templates = {names!r} lists a template twice")
+    return params

@@ -1,4 +1,8 @@
-"""The venue contract (contract §1): `ExchangeAdapter`, `StopSpec`, stream events, errors.
+"""The venue contract (contract §1): `ExchangeAdapter`, the error hierarchy, client-id helpers.
+
+The values the contract passes around - `StopSpec` (with `stop_deviates`, `closing_side`) and
+the normalised stream events (`BarClosed` ... `StreamStatus`, `VenueEvent`) - belong to the
+domain that consumes them: `atlas_actors.domain.stops` and `atlas_actors.domain.events`.
 
 Every adapter (SimVenue, BinanceAdapter) implements `ExchangeAdapter` with exactly the
 contract's method names, keyword-only arguments and returned fields. Returned dicts use
@@ -16,8 +20,10 @@ Algo dicts (place_algo_stop, get_open_algo_orders, recover_protection()["algo"])
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from atlas_actors.domain.events import VenueEvent
+from atlas_actors.domain.stops import StopSpec
 
 WORKING_TYPES = ("MARK_PRICE", "CONTRACT_PRICE")
 SIDES = ("BUY", "SELL")
@@ -75,138 +81,9 @@ class FilterError(OrderRejected):
         super().__init__(code, msg)
 
 
-# ------------------------------------------------------------------ stop spec
+# ------------------------------------------------------------------ event listeners
 
 
-@dataclass(frozen=True)
-class StopSpec:
-    """The protective stop a position should have. A dict with these keys is accepted too."""
-
-    side: str  # BUY closes a SHORT, SELL closes a LONG
-    qty: float
-    stop_price: float
-    working_type: str = "MARK_PRICE"
-    client_algo_id: str = ""
-
-    @classmethod
-    def coerce(cls, spec: StopSpec | Mapping[str, Any]) -> StopSpec:
-        if isinstance(spec, StopSpec):
-            return spec
-        missing = [k for k in ("side", "qty", "stop_price", "client_algo_id") if k not in spec]
-        if missing:
-            raise ValueError(f"desired_sl is missing {', '.join(missing)}")
-        return cls(
-            side=str(spec["side"]),
-            qty=float(spec["qty"]),
-            stop_price=float(spec["stop_price"]),
-            working_type=str(spec.get("working_type") or "MARK_PRICE"),
-            client_algo_id=str(spec["client_algo_id"]),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "side": self.side,
-            "qty": self.qty,
-            "stop_price": self.stop_price,
-            "working_type": self.working_type,
-            "client_algo_id": self.client_algo_id,
-        }
-
-
-# ------------------------------------------------------------------ normalised stream events
-
-
-@dataclass(frozen=True)
-class BarClosed:
-    symbol: str
-    interval: str
-    open_time: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    close_time: int
-
-    def as_bar(self) -> dict[str, Any]:
-        return {
-            "open_time": self.open_time,
-            "open": self.open,
-            "high": self.high,
-            "low": self.low,
-            "close": self.close,
-            "volume": self.volume,
-            "close_time": self.close_time,
-        }
-
-
-@dataclass(frozen=True)
-class MarkPrice:
-    symbol: str
-    mark_price: float
-    funding_rate: float
-    next_funding_time: int
-    event_time: int
-
-
-@dataclass(frozen=True)
-class OrderUpdate:
-    """ORDER_TRADE_UPDATE: one order's new status; `last_fill_*` describe this event's fill."""
-
-    symbol: str
-    order_id: str
-    client_order_id: str
-    side: str
-    order_type: str
-    status: str
-    execution_type: str  # NEW, TRADE, CANCELED, EXPIRED, CALCULATED, ...
-    price: float
-    qty: float
-    executed_qty: float
-    avg_price: float
-    last_fill_qty: float
-    last_fill_price: float
-    commission: float
-    realized_pnl: float
-    reduce_only: bool
-    event_time: int
-
-
-@dataclass(frozen=True)
-class AlgoUpdate:
-    """ALGO_UPDATE: a conditional order's status. `order_id` is the triggered child (`ai`)."""
-
-    symbol: str
-    algo_id: str
-    client_algo_id: str
-    side: str
-    status: str  # NEW, CANCELED, TRIGGERING, TRIGGERED, FINISHED, REJECTED, EXPIRED
-    stop_price: float
-    qty: float
-    working_type: str
-    order_id: str | None
-    event_time: int
-
-
-@dataclass(frozen=True)
-class AccountUpdate:
-    reason: str
-    balances: dict[str, float] = field(default_factory=dict)  # asset -> wallet balance
-    positions: dict[str, dict[str, Any]] = field(default_factory=dict)  # symbol -> position
-    event_time: int = 0
-
-
-@dataclass(frozen=True)
-class StreamStatus:
-    """Connection changes of a stream: CONNECTED, DISCONNECTED, RESYNCED, LISTEN_KEY_EXPIRED."""
-
-    stream: str  # "market" or "user"
-    status: str
-    detail: str = ""
-    event_time: int = 0
-
-
-VenueEvent = BarClosed | MarkPrice | OrderUpdate | AlgoUpdate | AccountUpdate | StreamStatus
 EventHandler = Callable[[VenueEvent], None]
 
 
@@ -327,33 +204,6 @@ class ExchangeAdapter(Protocol):
         Deviates = different side or working type, qty off by >= one step, or stop price off
         by >= one tick. REPLACED places the new stop first, then cancels the old one.
         CONFIRMED sends no write request."""
-
-
-def stop_deviates(
-    existing: Mapping[str, Any], desired: StopSpec, *, step_size: float, tick_size: float
-) -> bool:
-    """The shared "deviates" rule of recover_protection (SimVenue and BinanceAdapter)."""
-    if str(existing.get("side")) != desired.side:
-        return True
-    if str(existing.get("working_type") or "MARK_PRICE") != desired.working_type:
-        return True
-    if bool(existing.get("close_position")):
-        qty_off = False
-    else:
-        qty_off = abs(float(existing.get("qty") or 0.0) - desired.qty) >= step_size * (1 - 1e-9)
-    price_off = abs(float(existing.get("stop_price") or 0.0) - desired.stop_price) >= tick_size * (
-        1 - 1e-9
-    )
-    return qty_off or price_off
-
-
-def closing_side(position_side: str) -> str:
-    """The order side that reduces a position of `position_side` (LONG -> SELL)."""
-    if position_side == "LONG":
-        return "SELL"
-    if position_side == "SHORT":
-        return "BUY"
-    raise ValueError(f"no closing side for position side {position_side!r}")
 
 
 CLIENT_ID_MAX_LEN = 36  # Binance newClientOrderId / clientAlgoId: ^[.A-Z:/a-z0-9_-]{1,36}$

@@ -43,22 +43,23 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from atlas_actors.venues.base import (
+from atlas_actors.domain.events import (
     AccountUpdate,
     AlgoUpdate,
     BarClosed,
+    MarkPrice,
+    OrderUpdate,
+    StreamStatus,
+    VenueEvent,
+)
+from atlas_actors.domain.stops import StopSpec, stop_deviates
+from atlas_actors.venues.base import (
     EventHandler,
     InsufficientMargin,
-    MarkPrice,
     OrderRejected,
-    OrderUpdate,
-    StopSpec,
-    StreamStatus,
     VenueError,
-    VenueEvent,
     WouldTakeLiquidity,
     replacement_client_id,
-    stop_deviates,
 )
 from atlas_actors.venues.faults import BINANCE_MESSAGES, WRITE_METHODS, FaultPlan, Faults
 from atlas_actors.venues.filters import SymbolFilters, decimals_of, default_filters_for

@@ -53,19 +53,21 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import WSMsgType, web
 
-from atlas_actors.venues.base import (
+from atlas_actors.domain.events import (
     AccountUpdate,
     AlgoUpdate,
-    AuthError,
     BarClosed,
     MarkPrice,
-    OrderRejected,
     OrderUpdate,
-    RateLimited,
     StreamStatus,
+    VenueEvent,
+)
+from atlas_actors.venues.base import (
+    AuthError,
+    OrderRejected,
+    RateLimited,
     UnknownOutcome,
     VenueError,
-    VenueEvent,
     VenueUnavailable,
 )
 from atlas_actors.venues.binance import schemas

@@ -20,11 +20,11 @@ from typing import Any
 
 from atlas_actors.actors.market_feed import PaperReplay
 from atlas_actors.audit import AuditReport, ProtectionWatch, VenueView, audit, covering_stop
+from atlas_actors.domain.events import AlgoUpdate, MarkPrice, OrderUpdate
 from atlas_actors.domain.params import default_params
 from atlas_actors.engine import SymbolEngine
 from atlas_actors.events import MemorySink
 from atlas_actors.venues import replay as rp
-from atlas_actors.venues.base import AlgoUpdate, MarkPrice, OrderUpdate
 from atlas_actors.venues.faults import ALL_METHODS, WRITE_METHODS
 from atlas_actors.venues.filters import default_filters_for
 from atlas_actors.venues.sim import SimVenue

@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from atlas_actors.account import AccountView
+from atlas_actors.account_guard import AccountGuard
 from atlas_actors.domain.params import default_params
 from atlas_actors.engine import SymbolEngine
 from atlas_actors.venues.sim import SimVenue
-from supervisor.tree import AccountGuard
 
 
 def test_account_limits_apply_to_a_flat_symbol_after_its_stop_fired():

@@ -25,12 +25,8 @@ from typing import Any
 
 import pytest
 
-from atlas_actors.venues.base import (
-    ExchangeAdapter,
-    OrderRejected,
-    StopSpec,
-    WouldTakeLiquidity,
-)
+from atlas_actors.domain.stops import StopSpec
+from atlas_actors.venues.base import ExchangeAdapter, OrderRejected, WouldTakeLiquidity
 
 __all__ = [
     "VenueHarness",

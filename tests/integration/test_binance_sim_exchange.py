@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from atlas_actors.venues.base import BarClosed, StopSpec, VenueEvent
+from atlas_actors.domain.events import BarClosed, VenueEvent
+from atlas_actors.domain.stops import StopSpec
 from atlas_actors.venues.binance import BinanceAdapter
 from atlas_actors.venues.sim import SimVenue
 from atlas_actors.venues.sim_server import SimExchangeServer, main_sim_exchange

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from atlas_actors.venues.base import (
+from atlas_actors.domain.events import (
     AccountUpdate,
     AlgoUpdate,
     BarClosed,

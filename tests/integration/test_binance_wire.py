@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from atlas_actors.venues.base import AuthError, FilterError, StopSpec
+from atlas_actors.domain.stops import StopSpec
+from atlas_actors.venues.base import AuthError, FilterError
 from atlas_actors.venues.binance import BinanceAdapter
 from atlas_actors.venues.binance.schemas import CONDITIONAL_ORDER_TYPES
 from atlas_actors.venues.sim import SimVenue

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from atlas_actors.venues.base import closing_side
+from atlas_actors.domain.stops import closing_side
 
 from .test_binance_sim_exchange import SYMBOLS, SimExchangeProcess, _adapter
 

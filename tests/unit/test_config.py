@@ -131,6 +131,10 @@ def test_testnet_defaults_to_testnet_urls(tmp_path):
             "runner.RUNNER_GIVEBACK = 1.5 is out of range [0, 1]",
         ),
         ("[tiers.C]\nleverage = 3\n", "tiers.C is not a known tier"),
+        (
+            '[strategy]\ntemplates = ["nope"]\n',
+            "strategy.templates[0] = 'nope' is not a known template",
+        ),
         ("[run\n", "invalid TOML"),
     ],
 )

@@ -33,9 +33,9 @@ from atlas_actors.domain.commands import (
     PlaceMarket,
 )
 from atlas_actors.domain.core import MarketCtx, SymbolFilters
+from atlas_actors.domain.events import AlgoUpdate, OrderUpdate
 from atlas_actors.domain.params import Params, default_params
 from atlas_actors.domain.records import SymbolState
-from atlas_actors.venues.base import AlgoUpdate, OrderUpdate
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "atlas_actors" / "data" / "BTCPERP-1m-2022-01.csv.gz"

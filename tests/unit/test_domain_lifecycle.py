@@ -19,9 +19,9 @@ from atlas_actors.domain.commands import (
     SetCooldown,
 )
 from atlas_actors.domain.core import MarketCtx, SymbolFilters
+from atlas_actors.domain.events import AlgoUpdate, OrderUpdate
 from atlas_actors.domain.params import default_params, load_params
 from atlas_actors.domain.records import SymbolState
-from atlas_actors.venues.base import AlgoUpdate, OrderUpdate
 
 P = default_params()
 CTX = MarketCtx(filters=SymbolFilters(tick_size=0.1, step_size=0.001, min_qty=0.001))

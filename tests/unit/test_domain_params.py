@@ -13,8 +13,9 @@ from atlas_actors.domain.params import (
     ParamsError,
     default_params,
     load_params,
-    params_from_toml,
 )
+from atlas_actors.domain.templates import check_templates
+from tests.support.params import params_from_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,6 +98,7 @@ def test_other_top_level_sections_are_ignored() -> None:
         ({"runner": {"RUNNER_GIVEBACK": float("nan")}}, "must be finite"),
         ({"runner": 3}, "[runner] must be a table"),
         ({"strategy": {"templates": ["nope"]}}, "strategy.templates[0] = 'nope' is not a known"),
+        ({"strategy": {"templates": ["ema_cross", "ema_cross"]}}, "lists a template twice"),
         ({"strategy": {"templates": "ema_cross"}}, "must be a list of strings"),
         ({"tiers": {"B": {"tp1_r": 2.0, "tp2_r": 1.0}}}, "tiers.B.tp2_r = 1.0 must be greater"),
         ({"tiers": {"A": {"tp1_share": 0.7, "tp2_share": 0.5}}}, "tp1_share + tp2_share"),
@@ -105,7 +107,7 @@ def test_other_top_level_sections_are_ignored() -> None:
 )
 def test_bad_values_name_the_key_and_the_range(doc: dict[str, object], message: str) -> None:
     with pytest.raises(ParamsError) as exc:
-        load_params(doc)
+        check_templates(load_params(doc))  # the complete validation (as supervisor.config)
     assert message in str(exc.value)
 
 

@@ -10,8 +10,9 @@ import pytest
 
 from atlas_actors.domain.commands import RISK_EVENT_TYPES, EmergencyFlatten, PlaceLimit
 from atlas_actors.domain.gate import open_allowed
-from atlas_actors.domain.params import default_params, params_from_toml
+from atlas_actors.domain.params import default_params
 from atlas_actors.domain.records import SymbolState
+from tests.support.params import params_from_toml
 from tests.unit.test_domain_fillmodel import BUNDLED, REPO, Replay, load_btc_bars, replay
 from tests.unit.test_domain_scoring import CANDIDATE_KEYS
 

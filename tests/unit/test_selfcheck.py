@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from atlas_actors.domain.events import StreamStatus
 from atlas_actors.domain.params import Params, load_params
 from atlas_actors.selfcheck import (
     FAIL,
@@ -16,7 +17,7 @@ from atlas_actors.selfcheck import (
     main_selfcheck,
     run_selfcheck,
 )
-from atlas_actors.venues.base import AuthError, StreamStatus, VenueUnavailable
+from atlas_actors.venues.base import AuthError, VenueUnavailable
 from atlas_actors.venues.sim import SimVenue
 from supervisor.config import config_from_mapping
 
@@ -298,7 +299,7 @@ def test_main_selfcheck_bad_config_exits_2(tmp_path, capsys):
     assert "run.mode" in capsys.readouterr().err
 
 
-def test_main_selfcheck_live_without_keys_fails_cleanly(tmp_path, capsys, monkeypatch):
+def test_main_selfcheck_live_refuses_a_loopback_host(tmp_path, capsys, monkeypatch):
     for var in ("BINANCE_API_KEY", "BINANCE_API_SECRET", "SENTRY_DSN", "CREDENTIALS_DIRECTORY"):
         monkeypatch.delenv(var, raising=False)
     cfg = write_config(
@@ -313,9 +314,11 @@ def test_main_selfcheck_live_without_keys_fails_cleanly(tmp_path, capsys, monkey
         ws_url = "ws://127.0.0.1:9"
         """,
     )
-    assert main_selfcheck(["--config", str(cfg)]) == 1
-    out = capsys.readouterr().out
-    assert "FAIL" in out and "BINANCE_API_KEY" in out and "Traceback" not in out
+    # live never talks to a loopback host (contract §0.4): refused before any key is read
+    assert main_selfcheck(["--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "venue.url: live mode talks only to https://fapi.binance.com" in err
+    assert "Traceback" not in err
 
 
 def test_main_selfcheck_unreachable_binance(tmp_path, capsys, monkeypatch):
@@ -326,11 +329,9 @@ def test_main_selfcheck_unreachable_binance(tmp_path, capsys, monkeypatch):
         tmp_path,
         """
         [run]
-        mode = "testnet"
         symbols = ["BTCUSDC"]
         [venue]
-        kind = "binance"
-        testnet = true
+        kind = "sim-exchange"
         url = "http://127.0.0.1:9"
         ws_url = "ws://127.0.0.1:9"
         """,

@@ -6,13 +6,8 @@ from typing import Any
 
 import pytest
 
-from atlas_actors.venues.base import (
-    AccountUpdate,
-    FilterError,
-    InsufficientMargin,
-    OrderRejected,
-    VenueError,
-)
+from atlas_actors.domain.events import AccountUpdate
+from atlas_actors.venues.base import FilterError, InsufficientMargin, OrderRejected, VenueError
 from atlas_actors.venues.sim import SimVenue
 
 SYM = "ETHUSDT"

@@ -7,14 +7,11 @@ from typing import Any
 
 import pytest
 
+from atlas_actors.domain.events import AlgoUpdate, BarClosed, OrderUpdate, StreamStatus
 from atlas_actors.venues.base import (
-    AlgoUpdate,
-    BarClosed,
     InsufficientMargin,
     OrderRejected,
-    OrderUpdate,
     RateLimited,
-    StreamStatus,
     UnknownOutcome,
     VenueError,
     VenueUnavailable,

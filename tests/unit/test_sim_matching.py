@@ -7,15 +7,8 @@ from typing import Any
 
 import pytest
 
-from atlas_actors.venues.base import (
-    AccountUpdate,
-    AlgoUpdate,
-    BarClosed,
-    MarkPrice,
-    OrderRejected,
-    OrderUpdate,
-    WouldTakeLiquidity,
-)
+from atlas_actors.domain.events import AccountUpdate, AlgoUpdate, BarClosed, MarkPrice, OrderUpdate
+from atlas_actors.venues.base import OrderRejected, WouldTakeLiquidity
 from atlas_actors.venues.sim import SimVenue
 
 SYM = "BTCUSDT"

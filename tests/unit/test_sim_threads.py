@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from atlas_actors.venues.base import OrderUpdate, VenueError
+from atlas_actors.domain.events import OrderUpdate
+from atlas_actors.venues.base import VenueError
 from atlas_actors.venues.sim import SimVenue
 
 SYMBOLS = ("AAAUSDT", "BBBUSDT", "CCCUSDT")

@@ -24,12 +24,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from atlas_actors.venues.base import (
-    AuthError,
-    EventHandler,
-    StopSpec,
-    VenueEvent,
-)
+from atlas_actors.domain.stops import StopSpec
+from atlas_actors.venues.base import AuthError, EventHandler, VenueEvent
 from atlas_actors.venues.binance.account import Account
 from atlas_actors.venues.binance.algos import AlgoOrders
 from atlas_actors.venues.binance.http import BinanceHttp, WeightGovernor

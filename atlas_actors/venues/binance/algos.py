@@ -8,14 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from atlas_actors.domain.stops import StopSpec, stop_deviates
 from atlas_actors.venues.base import (
     WORKING_TYPES,
     OrderRejected,
-    StopSpec,
     UnknownOutcome,
     VenueError,
     replacement_client_id,
-    stop_deviates,
 )
 from atlas_actors.venues.binance import schemas
 from atlas_actors.venues.binance.codes import NOT_FOUND_CODES, TRIGGERING_CODE

@@ -10,16 +10,15 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from atlas_actors.venues.base import (
+from atlas_actors.domain.events import (
     AccountUpdate,
     AlgoUpdate,
     BarClosed,
     MarkPrice,
     OrderUpdate,
     StreamStatus,
-    VenueError,
-    VenueEvent,
 )
+from atlas_actors.venues.base import VenueError, VenueEvent
 from atlas_actors.venues.binance import schemas
 from atlas_actors.venues.binance.codes import INVALID_LISTEN_KEY_CODE
 from atlas_actors.venues.binance.http import BinanceHttp

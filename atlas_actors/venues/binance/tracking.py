@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from atlas_actors.venues.base import AlgoUpdate, OrderUpdate
+from atlas_actors.domain.events import AlgoUpdate, OrderUpdate
 from atlas_actors.venues.binance.schemas import OPEN_ALGO_STATUSES, OPEN_ORDER_STATUSES
 
 MAX_CLIENT_IDS = 20_000

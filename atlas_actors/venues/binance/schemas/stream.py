@@ -10,15 +10,15 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from atlas_actors.venues.base import (
+from atlas_actors.domain.events import (
     AccountUpdate,
     AlgoUpdate,
     BarClosed,
     MarkPrice,
     OrderUpdate,
     StreamStatus,
-    VenueEvent,
 )
+from atlas_actors.venues.base import VenueEvent
 from atlas_actors.venues.binance.schemas.common import (
     ORDER_STATUS,
     SchemaError,

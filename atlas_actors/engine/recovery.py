@@ -1,0 +1,105 @@
+"""Recovery after a (re)start: reconcile the shard with the venue (the truth), then make the
+desired protective stop real with recover_protection.
+
+`Recovery` is mixed into `SymbolEngine` and uses its attributes (symbol, venue, state, params)
+and methods (ctx, now, _commit, _persist, _emit, _flatten).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from atlas_actors.domain import core
+from atlas_actors.domain.commands import risk_record
+from atlas_actors.domain.stops import StopSpec
+from atlas_actors.venues.base import OrderRejected
+
+
+def _same_position(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return str(a.get("side")) == str(b.get("side")) and float(a.get("qty") or 0.0) == float(
+        b.get("qty") or 0.0
+    )
+
+
+class Recovery:
+    """SymbolEngine.recover and the venue reads it needs."""
+
+    def recover(self) -> dict[str, Any]:
+        """Reconcile the shard with the venue (the venue is the truth), then make the
+        desired protective stop real with recover_protection. Returns a summary."""
+        venue_pos = self._venue_position()
+        for _ in range(3):
+            open_orders = self.venue.get_open_orders(self.symbol)
+            open_algos = self.venue.get_open_algo_orders(self.symbol)
+            # An order that fills between these reads is gone from the open orders while the
+            # position read before does not show its fill yet (and its fill event is then no
+            # longer ours to apply): read until the position held still across the reads.
+            again = self._venue_position()
+            if _same_position(venue_pos, again):
+                break
+            venue_pos = again
+        step = core.reconcile(
+            self.state, venue_pos, open_orders, open_algos, self.ctx(), self.params, self.now()
+        )
+        self._commit(step)
+        desired = core.desired_stop(self.state)
+        out: dict[str, Any] = {"action": None, "algo": None, "desired": None}
+        if desired is None:
+            return out
+        out["desired"] = desired.to_dict()
+        try:
+            res = self.venue.recover_protection(self.symbol, desired)
+        except OrderRejected as exc:
+            # The stop cannot exist (its level is already crossed: -2021 "would immediately
+            # trigger"): the position it should protect is closed now instead of crash-looping
+            # on a recovery that can never succeed.
+            out["action"] = "FLATTENED"
+            out["flattened"] = self._flatten(
+                f"recover_protection refused the stop at {desired.stop_price:g}: "
+                f"{exc.msg} (code {exc.code})"
+            )
+            return out
+        out.update(res)
+        algo = res.get("algo") or {}
+        cid = str(algo.get("client_algo_id") or desired.client_algo_id)
+        ps = self.state.position_state
+        ps = replace(
+            ps,
+            sl_algo=replace(
+                ps.sl_algo,
+                algo_id=None if algo.get("algo_id") is None else str(algo["algo_id"]),
+                client_algo_id=cid,
+            ),
+            last_orders=replace(
+                ps.last_orders,
+                sl=replace(
+                    ps.last_orders.sl,
+                    algo_id=None if algo.get("algo_id") is None else str(algo["algo_id"]),
+                    client_algo_id=cid,
+                ),
+            ),
+        )
+        self.state = replace(self.state, position_state=ps)
+        self._persist(flush=True)
+        self._emit(
+            risk_record(
+                event_type="SL_RECOVER",
+                symbol=self.symbol,
+                side=ps.side,
+                qty=ps.qty_total,
+                price=float(algo.get("stop_price") or desired.stop_price),
+                order_ids=[] if algo.get("algo_id") is None else [str(algo["algo_id"])],
+                client_ids=[cid],
+                reason=f"recover_protection {res.get('action')}",
+                ts=self.now(),
+            )
+        )
+        return out
+
+    def _venue_position(self) -> dict[str, Any]:
+        pos = self.venue.get_positions().get(self.symbol)
+        return pos or {"side": "NONE", "qty": 0.0, "entry_price": 0.0}
+
+    def desired_stop(self) -> StopSpec | None:
+        return core.desired_stop(self.state)
