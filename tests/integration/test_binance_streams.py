@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from atlas_actors.sim_exchange import SimExchangeServer, free_port
 from atlas_actors.venues.base import (
     AccountUpdate,
     AlgoUpdate,
@@ -25,7 +26,6 @@ from atlas_actors.venues.base import (
 )
 from atlas_actors.venues.binance import BinanceAdapter
 from atlas_actors.venues.sim import SimVenue
-from atlas_actors.venues.sim_server import SimExchangeServer, free_port
 
 SYMBOL = "BTCUSDT"
 T0 = 1_637_000_000_000 // 60_000 * 60_000  # bar times in the past (2021), minute aligned

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from atlas_actors.sim_exchange import SimExchangeServer
 from atlas_actors.venues.base import AuthError, FilterError, StopSpec
 from atlas_actors.venues.binance import BinanceAdapter
 from atlas_actors.venues.schemas import CONDITIONAL_ORDER_TYPES
 from atlas_actors.venues.sim import SimVenue
-from atlas_actors.venues.sim_server import SimExchangeServer
 
 SYMBOLS = ["BTCUSDT", "BTCUSDC", "XRPUSDT"]
 
