@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class HttpFault:
+    """A reply armed by `arm_http_fault` (admin), taken by the REST path (rest)."""
+
     path: str
     method: str
     status: int
