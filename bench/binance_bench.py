@@ -28,9 +28,9 @@ from urllib.parse import urlencode
 
 import requests
 
+from atlas_actors.sim_exchange import SimExchangeServer
 from atlas_actors.venues.binance import BinanceAdapter
 from atlas_actors.venues.sim import SimVenue
-from atlas_actors.venues.sim_server import SimExchangeServer
 
 SYMBOL = "BTCUSDT"
 KEY = SECRET = "paper"

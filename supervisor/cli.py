@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cmd == "state":
         return _main_state(rest)
     if cmd == "sim-exchange":
-        from atlas_actors.venues.sim_server import main_sim_exchange
+        from supervisor.sim_exchange_cmd import main_sim_exchange
 
         return main_sim_exchange(rest)
     if cmd == "audit":

@@ -159,7 +159,7 @@ class JournalVenue(SimVenue):
         self.journal: list[dict[str, Any]] = []
 
     def _note(self, symbol: str, cid: str, algo: bool) -> None:
-        known = cid in (self._algo_cids if algo else self._order_cids)
+        known = cid in (self._algos if algo else self._orders).by_cid
         entry = {"symbol": symbol, "client_id": cid, "applied": known, "at": time.monotonic()}
         self.journal.append({**entry, "algo": algo})
 
@@ -190,7 +190,7 @@ class JournalVenue(SimVenue):
         from the outside. Not a request: no fault applies to it."""
         events: list[Any] = []
         with self._lock:
-            al = self._find_algo(symbol, None, client_algo_id)
+            al = self._algos.find(symbol, None, client_algo_id)
             if al is None or al.status != "NEW":
                 return False
             st = self._syms[symbol]

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from atlas_actors.sim_exchange import SimExchangeServer
 from atlas_actors.venues.binance import BinanceAdapter
 from atlas_actors.venues.sim import SimVenue
-from atlas_actors.venues.sim_server import SimExchangeServer
 from tests.contract.suite import *  # noqa: F403
 from tests.contract.suite import VenueHarness
 

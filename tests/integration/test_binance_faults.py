@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from atlas_actors.sim_exchange import SimExchangeServer, free_port
 from atlas_actors.venues.base import (
     InsufficientMargin,
     RateLimited,
@@ -22,7 +23,6 @@ from atlas_actors.venues.base import (
 )
 from atlas_actors.venues.binance import BinanceAdapter
 from atlas_actors.venues.sim import SimVenue
-from atlas_actors.venues.sim_server import SimExchangeServer, free_port
 
 SYMBOL = "BTCUSDT"
 

@@ -20,9 +20,10 @@ import requests
 
 from atlas_actors.domain.events import BarClosed, VenueEvent
 from atlas_actors.domain.stops import StopSpec
+from atlas_actors.sim_exchange import SimExchangeServer
 from atlas_actors.venues.binance import BinanceAdapter
 from atlas_actors.venues.sim import SimVenue
-from atlas_actors.venues.sim_server import SimExchangeServer, main_sim_exchange
+from supervisor.sim_exchange_cmd import main_sim_exchange
 
 SYMBOLS = ["BTCUSDC", "XRPUSDT", "ADABTC"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ class SimExchangeProcess:
         cmd = [
             sys.executable,
             "-m",
-            "atlas_actors.venues.sim_server",
+            "supervisor.sim_exchange_cmd",
             "--port",
             "0",
             "--symbols",

@@ -23,9 +23,9 @@ from atlas_actors.domain.events import (
     StreamStatus,
     VenueEvent,
 )
+from atlas_actors.sim_exchange import SimExchangeServer, free_port
 from atlas_actors.venues.binance import BinanceAdapter
 from atlas_actors.venues.sim import SimVenue
-from atlas_actors.venues.sim_server import SimExchangeServer, free_port
 
 SYMBOL = "BTCUSDT"
 T0 = 1_637_000_000_000 // 60_000 * 60_000  # bar times in the past (2021), minute aligned

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import pytest
 
 from atlas_actors.domain.stops import StopSpec
+from atlas_actors.sim_exchange import SimExchangeServer
 from atlas_actors.venues.base import AuthError, FilterError
 from atlas_actors.venues.binance import BinanceAdapter
 from atlas_actors.venues.binance.schemas import CONDITIONAL_ORDER_TYPES
 from atlas_actors.venues.sim import SimVenue
-from atlas_actors.venues.sim_server import SimExchangeServer
 
 SYMBOLS = ["BTCUSDT", "BTCUSDC", "XRPUSDT"]
 

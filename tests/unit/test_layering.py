@@ -41,16 +41,6 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
-# Modules over MAX_MODULE_LINES that other work is splitting into packages right now
-# (the sim, the sim exchange, the Binance adapter and its wire schemas). Remove an entry when
-# its split lands. Do not add to this list: split the module instead.
-OVERSIZED_BEING_SPLIT: frozenset[str] = frozenset(
-    {
-        "atlas_actors/venues/sim.py",
-        "atlas_actors/venues/sim_server.py",
-    }
-)
-
 
 def _module_files() -> dict[str, Path]:
     """Dotted module name -> file, for every module of the project packages."""
@@ -255,16 +245,6 @@ def test_no_product_module_exceeds_the_line_limit() -> None:
     for path in sorted(set(MODULES.values())):
         rel = path.relative_to(REPO).as_posix()
         n = len(path.read_text().splitlines())
-        if n > MAX_MODULE_LINES and rel not in OVERSIZED_BEING_SPLIT:
+        if n > MAX_MODULE_LINES:
             too_long.append(f"{rel}: {n} lines (split it into a package)")
     assert not too_long, "\n".join(too_long)
-
-
-def test_oversized_allow_list_is_not_stale() -> None:
-    stale = sorted(
-        rel
-        for rel in OVERSIZED_BEING_SPLIT
-        if not (REPO / rel).exists()
-        or len((REPO / rel).read_text().splitlines()) <= MAX_MODULE_LINES
-    )
-    assert not stale, f"split landed: remove these entries from OVERSIZED_BEING_SPLIT: {stale}"

@@ -8,8 +8,8 @@ import textwrap
 import pytest
 
 from atlas_actors.selfcheck import main_selfcheck
+from atlas_actors.sim_exchange import SimExchangeServer
 from atlas_actors.venues.sim import SimVenue
-from atlas_actors.venues.sim_server import SimExchangeServer
 
 SYMBOLS = ["BTCUSDC", "XRPUSDT"]
 
