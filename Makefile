@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= var/demo
 
-.PHONY: demo test lint typecheck bench chaos soak clean
+.PHONY: demo test lint typecheck bench chaos soak mutation clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ required, found " + sys.version' 
@@ -36,6 +36,11 @@ chaos: $(STAMP)
 
 soak: $(STAMP)
 	$(PY) -m bench.soak
+
+# Reviewed single-line mutations of the red-line code (tests/mutation/mutations.toml), each
+# run against the tests that must catch it; exits 1 on a survivor. Not part of `make test`.
+mutation: $(STAMP)
+	$(PY) -m tests.mutation.run
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

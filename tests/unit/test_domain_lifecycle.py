@@ -498,3 +498,14 @@ def test_entry_stop_stays_protective_against_the_mark() -> None:
     assert stop.stop_price == pytest.approx(95.9) and stop.stop_price < 97.9  # planned R below
     calm = core.on_order_update(st, ou("atl-BTCUSDC-1-e", "FILLED", 1.0, 100.0), CTX, P, NOW)
     assert of(calm.commands, PlaceAlgoStop)[0].stop_price == 98.0
+
+
+@pytest.mark.parametrize("kind", ["limit", "market"])
+def test_exits_are_reduce_only(kind: str) -> None:
+    from atlas_actors.domain import lifecycle
+    from atlas_actors.domain.txn import Txn
+
+    tx = Txn(opened().state)
+    lifecycle.issue_exit(tx, lifecycle.R_EXIT, kind, 1.0, 101.0, "test_exit", "atl", 101, 0.0)
+    (cmd,) = [c for c in tx.commands if isinstance(c, PlaceLimit | PlaceMarket)]
+    assert cmd.reduce_only is True and cmd.side == "SELL" and cmd.role == "exit"

@@ -220,6 +220,13 @@ def test_lock_at_exactly_now_is_open() -> None:
     assert rec["action"] == "OPEN"
 
 
+def test_lock_one_second_ahead_still_rejects() -> None:
+    st = dataclasses.replace(SymbolState.fresh("X"), cooldown_until=CooldownUntil(loss=NOW + 1))
+    rec, plan = evaluate(st=st)
+    assert plan is None and rec["action"] == "REJECT"
+    assert rec["gates"]["open_gate"]["status"] == "FAIL"
+
+
 @pytest.mark.parametrize(
     ("kw", "gate", "reason"),
     [
