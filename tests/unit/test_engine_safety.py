@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from atlas_actors.domain.events import AlgoUpdate, MarkPrice, OrderUpdate
 from atlas_actors.domain.params import default_params
 from atlas_actors.engine import SymbolEngine
 from atlas_actors.events import MemorySink
 from atlas_actors.store import StateStore
-from atlas_actors.venues.base import AlgoUpdate, MarkPrice, OrderUpdate
 from atlas_actors.venues.sim import SimVenue
 from tests.chaos.rig import PREFIX, SYMBOL, stage_seeds
 
