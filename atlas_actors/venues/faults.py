@@ -23,6 +23,10 @@ Kinds (what the caller sees, and whether the request was applied):
   unavailable           VenueUnavailable (HTTP 503 "Service Unavailable."); not applied
   invisible_algo        place_algo_stop answers NEW with an id, but the exchange lost it: it never
                         appears in get_open_algo_orders / get_algo_order and never triggers
+  late_landing          an order placement answers UnknownOutcome (Binance's 503 / -1007) with
+                        nothing applied yet - a query by client id says "not found" (-2013) - and
+                        the venue executes it `land_after_ms` later (drawn within 0.2-2 s when not
+                        given): "not found" once is no proof that it was never placed
 
 `arm` consumes one armed fault per matching call (`times` calls; times=None = forever).
 `set_probability` draws from `random.Random(seed)` of the venue, so runs are reproducible.
@@ -51,6 +55,7 @@ __all__ = [
     "ALL_METHODS",
     "BINANCE_MESSAGES",
     "FAULT_KINDS",
+    "LATE_LANDING_METHODS",
     "READ_METHODS",
     "STREAMS",
     "WRITE_METHODS",
@@ -67,7 +72,11 @@ FAULT_KINDS = (
     "rate_limit",
     "unavailable",
     "invisible_algo",
+    "late_landing",
 )
+# The placements the venue can execute after it answered "unknown" (late_landing).
+LATE_LANDING_METHODS = ("place_limit_postonly", "place_market")
+LATE_LANDING_MS = (200.0, 2000.0)
 
 # Requests that change venue state (what `write_count` counts and what rejects/timeouts target).
 WRITE_METHODS = (
@@ -105,6 +114,7 @@ class _Armed:
     msg: str | None
     retry_after: float
     latency_ms: float
+    land_after_ms: float | None = None
 
 
 @dataclass
@@ -115,6 +125,7 @@ class _Chance:
     msg: str | None
     retry_after: float
     latency_ms: float
+    land_after_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,7 @@ class FaultPlan:
     code: int = -2010
     msg: str | None = None
     retry_after: float = 1.0
+    land_after_ms: float = 0.0  # late_landing: when the venue executes it after answering
 
     def error(self) -> VenueError:
         if self.kind == "rate_limit":
@@ -140,6 +152,11 @@ class FaultPlan:
         if self.kind in ("timeout_before_apply", "timeout_after_apply"):
             return UnknownOutcome(
                 self.msg or f"{self.method}: timed out waiting for the venue (injected)", code=None
+            )
+        if self.kind == "late_landing":
+            return UnknownOutcome(
+                self.msg or f"{self.method}: Unknown error, please check your request (injected)",
+                code=-1007,
             )
         return error_for_code(
             self.code,
@@ -156,6 +173,8 @@ class FaultPlan:
 def _default_methods(kind: str) -> frozenset[str]:
     if kind == "invisible_algo":
         return frozenset({"place_algo_stop"})
+    if kind == "late_landing":
+        return frozenset(LATE_LANDING_METHODS)
     if kind in ("timeout_before_apply", "timeout_after_apply", "reject"):
         return frozenset(WRITE_METHODS)
     return frozenset(ALL_METHODS)
@@ -195,6 +214,7 @@ class Faults:
         msg: str | None = None,
         retry_after: float = 1.0,
         latency_ms: float = 0.0,
+        land_after_ms: float | None = None,
     ) -> None:
         """Inject `kind` into the next `times` calls of `method` ("*" = any venue method)."""
         self._check_kind(kind)
@@ -202,10 +222,15 @@ class Faults:
             raise ValueError(f"unknown venue method {method!r}; one of {', '.join(ALL_METHODS)}")
         if kind == "invisible_algo" and method not in ("place_algo_stop", "*"):
             raise ValueError("invisible_algo only applies to place_algo_stop")
+        if kind == "late_landing" and method not in (*LATE_LANDING_METHODS, "*"):
+            raise ValueError(f"late_landing only applies to {', '.join(LATE_LANDING_METHODS)}")
         if times is not None and times < 1:
             raise ValueError(f"times must be >= 1 or None, got {times!r}")
+        _check_land_after(land_after_ms)
         with self._lock:
-            self._armed.append(_Armed(method, kind, times, code, msg, retry_after, latency_ms))
+            self._armed.append(
+                _Armed(method, kind, times, code, msg, retry_after, latency_ms, land_after_ms)
+            )
 
     def set_probability(
         self,
@@ -217,9 +242,11 @@ class Faults:
         msg: str | None = None,
         retry_after: float = 1.0,
         latency_ms: float = 50.0,
+        land_after_ms: float | None = None,
     ) -> None:
         """Inject `kind` into each call of `methods` with probability `p` (0 switches it off)."""
         self._check_kind(kind)
+        _check_land_after(land_after_ms)
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"probability must be within [0, 1], got {p!r}")
         ms = frozenset(methods) if methods is not None else _default_methods(kind)
@@ -230,7 +257,9 @@ class Faults:
             if p == 0.0:
                 self._chances.pop(kind, None)
             else:
-                self._chances[kind] = _Chance(p, ms, code, msg, retry_after, latency_ms)
+                self._chances[kind] = _Chance(
+                    p, ms, code, msg, retry_after, latency_ms, land_after_ms
+                )
 
     def clear(self) -> None:
         """Switch every fault off, zero the lag and reconnect any disconnected stream."""
@@ -283,6 +312,8 @@ class Faults:
                     continue
                 if a.kind == "invisible_algo" and method != "place_algo_stop":
                     continue
+                if a.kind == "late_landing" and method not in LATE_LANDING_METHODS:
+                    continue
                 if a.kind == "latency":
                     latency += a.latency_ms
                 elif chosen is None:
@@ -298,6 +329,8 @@ class Faults:
                 c = self._chances.get(kind)
                 if c is None or method not in c.methods:
                     continue
+                if kind == "late_landing" and method not in LATE_LANDING_METHODS:
+                    continue
                 if kind != "latency" and chosen is not None:
                     continue
                 if self._rng.random() >= c.p:
@@ -311,6 +344,12 @@ class Faults:
             return None
         if chosen is None:
             return FaultPlan(method, latency_ms=latency)
+        land_after = 0.0
+        if chosen_kind == "late_landing":
+            land_after = chosen.land_after_ms
+            if land_after is None:
+                with self._lock:
+                    land_after = self._rng.uniform(*LATE_LANDING_MS)
         return FaultPlan(
             method,
             latency_ms=latency,
@@ -318,6 +357,7 @@ class Faults:
             code=chosen.code,
             msg=chosen.msg,
             retry_after=chosen.retry_after,
+            land_after_ms=land_after,
         )
 
     def lag_visible_at(self) -> float:
@@ -342,3 +382,8 @@ class Faults:
         if stream not in STREAMS:
             raise ValueError(f"stream must be 'market', 'user' or 'all', got {stream!r}")
         return (stream,)
+
+
+def _check_land_after(land_after_ms: float | None) -> None:
+    if land_after_ms is not None and not 0.0 <= float(land_after_ms) <= 60_000.0:
+        raise ValueError(f"land_after_ms must be within [0, 60000], got {land_after_ms!r}")

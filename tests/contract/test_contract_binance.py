@@ -18,6 +18,8 @@ from tests.contract.suite import VenueHarness
 
 
 class BinanceSimHarness(VenueHarness):
+    remembers_placed_ids = True  # BinanceAdapter's OpenTracker, within one process
+
     def __init__(self) -> None:
         self.symbol = "BTCUSDT"
         self.tick_size = 0.1

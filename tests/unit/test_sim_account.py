@@ -173,29 +173,31 @@ def test_client_id_rules() -> None:
     assert mkt(v, "BUY", 1.0, ok)["client_order_id"] == ok
 
 
-def test_idempotent_client_ids_whatever_the_status() -> None:
+def test_client_ids_are_refused_only_while_their_order_is_open() -> None:
+    """Binance's rule (-4116 only while open), not a kinder one: a finished order's id is
+    accepted again and executes again."""
     v = venue()
-    o = v.place_limit_postonly(
-        symbol=SYM,
-        side="BUY",
-        qty=1.0,
-        price=99.0,
-        tif="GTX",
-        reduce_only=False,
-        client_order_id="x",
+    kw: dict[str, Any] = dict(
+        symbol=SYM, side="BUY", qty=1.0, price=99.0, tif="GTX", reduce_only=False
     )
+    o = v.place_limit_postonly(**kw, client_order_id="x")
+    with pytest.raises(OrderRejected) as dup:
+        v.place_limit_postonly(**kw, client_order_id="x")
+    assert dup.value.code == -4116
+    assert [r["order_id"] for r in v.get_open_orders(SYM)] == [o["order_id"]]
     v.cancel_order(symbol=SYM, order_id=o["order_id"], client_order_id=None)
-    again = v.place_limit_postonly(
-        symbol=SYM,
-        side="BUY",
-        qty=2.0,
-        price=98.0,
-        tif="GTX",
-        reduce_only=False,
-        client_order_id="x",
-    )
-    assert again["order_id"] == o["order_id"] and again["status"] == "CANCELED"
-    assert v.get_open_orders(SYM) == []
+    again = v.place_limit_postonly(**{**kw, "qty": 2.0, "price": 98.0}, client_order_id="x")
+    assert again["order_id"] != o["order_id"] and again["status"] == "NEW"
+    assert v.get_order(symbol=SYM, client_order_id="x")["order_id"] == again["order_id"]  # type: ignore[index]
+
+
+def test_a_filled_market_id_sent_again_executes_again() -> None:
+    v = venue()
+    first = mkt(v, "BUY", 1.0, "m")
+    second = mkt(v, "BUY", 1.0, "m")
+    assert first["status"] == second["status"] == "FILLED"
+    assert second["order_id"] != first["order_id"]
+    assert v.get_positions()[SYM]["qty"] == pytest.approx(2.0)
 
 
 def test_unknown_symbol_gets_defaults_and_orders_need_a_price() -> None:

@@ -59,10 +59,45 @@ def test_timeout_after_apply_order_exists_and_resend_creates_nothing() -> None:
         buy(v, "e-1")
     found = v.get_order(symbol=SYM, client_order_id="e-1")
     assert found is not None and found["status"] == "FILLED"
-    again = buy(v, "e-1")  # the resend is answered with the existing order
-    assert again["order_id"] == found["order_id"]
-    assert v.get_positions()[SYM]["qty"] == pytest.approx(0.01)
+    # The order filled, so its id is free again at Binance: a resend would execute twice.
+    again = buy(v, "e-1")
+    assert again["order_id"] != found["order_id"]
+    assert v.get_positions()[SYM]["qty"] == pytest.approx(0.02)
     assert v.faults.injected["timeout_after_apply"] == 1
+
+
+def test_late_landing_is_not_found_first_then_executes() -> None:
+    v = venue()
+    fills: list[OrderUpdate] = []
+    v.add_listener(lambda ev: fills.append(ev) if isinstance(ev, OrderUpdate) else None)
+    v.faults.arm("place_market", kind="late_landing", land_after_ms=300)
+    with pytest.raises(UnknownOutcome) as e:
+        buy(v, "late-1")
+    assert e.value.code == -1007
+    assert v.get_order(symbol=SYM, client_order_id="late-1") is None  # "-2013" at first
+    assert v.get_positions().get(SYM, {}).get("qty", 0.0) == 0.0
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and v.get_order(symbol=SYM, client_order_id="late-1") is None:
+        time.sleep(0.02)
+    landed = v.get_order(symbol=SYM, client_order_id="late-1")
+    assert landed is not None and landed["status"] == "FILLED"
+    assert v.get_positions()[SYM]["qty"] == pytest.approx(0.01)
+    assert any(f.client_order_id == "late-1" and f.status == "FILLED" for f in fills)
+    assert v.faults.injected["late_landing"] == 1
+
+
+def test_late_landing_delay_is_drawn_within_the_window_and_only_for_placements() -> None:
+    v = venue()
+    v.faults.arm("*", kind="late_landing", times=None)
+    assert v.faults.draw("get_order") is None
+    assert v.faults.draw("cancel_order") is None
+    plan = v.faults.draw("place_limit_postonly")
+    assert plan is not None and plan.kind == "late_landing"
+    assert 200.0 <= plan.land_after_ms <= 2000.0
+    with pytest.raises(ValueError, match="late_landing"):
+        v.faults.arm("cancel_order", kind="late_landing")
+    with pytest.raises(ValueError, match="land_after_ms"):
+        v.faults.arm("place_market", kind="late_landing", land_after_ms=-1)
 
 
 def test_timeout_after_apply_on_algo_and_cancel() -> None:

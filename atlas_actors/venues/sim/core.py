@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import NoReturn
 
 from atlas_actors.domain.events import StreamStatus
 from atlas_actors.venues.base import EventHandler, OrderRejected, VenueEvent
@@ -140,6 +141,21 @@ class SimCore:
         if plan.raises_before:
             raise plan.error()
         return plan
+
+    def _land_later(self, plan: FaultPlan, apply: Callable[[], object]) -> NoReturn:
+        """late_landing: the venue answers "unknown" now and executes the request
+        `plan.land_after_ms` later, on its own thread (what a 503 / -1007 can hide)."""
+
+        def land() -> None:
+            try:
+                apply()
+            except Exception as exc:  # noqa: BLE001 - a refused late order simply never lands
+                log.info("late-landing %s refused when it landed: %s", plan.method, exc)
+
+        timer = threading.Timer(plan.land_after_ms / 1000.0, land)
+        timer.daemon = True
+        timer.start()
+        raise plan.error()
 
     @staticmethod
     def _end(plan: FaultPlan | None) -> None:

@@ -15,7 +15,8 @@ _TIFS = ("GTX", "GTC", "IOC", "FOK")
 
 
 class SimOrders(SimMatching):
-    """Placing, cancelling and reading regular orders; idempotent on the client order id."""
+    """Placing, cancelling and reading regular orders. Client ids follow Binance: unique among
+    OPEN orders only (-4116), so a finished order's id executes again when sent again."""
 
     def place_limit_postonly(
         self,
@@ -29,18 +30,29 @@ class SimOrders(SimMatching):
         client_order_id: str,
     ) -> dict[str, Any]:
         plan = self._begin("place_limit_postonly")
-        events: list[VenueEvent] = []
-        with self._lock:
-            oid = self._orders.by_cid.get(client_order_id)
-            if oid is not None:
-                result = self._orders.by_id[oid].to_dict()
-            else:
+
+        def apply() -> dict[str, Any]:
+            events: list[VenueEvent] = []
+            with self._lock:
+                self._refuse_open_duplicate(client_order_id)
                 result = self._new_limit(
                     symbol, side, qty, price, tif, reduce_only, client_order_id, events
                 )
-        self._dispatch(events)
+            self._dispatch(events)
+            return result
+
+        if plan is not None and plan.kind == "late_landing":
+            self._land_later(plan, apply)
+        result = apply()
         self._end(plan)
         return result
+
+    def _refuse_open_duplicate(self, cid: str) -> None:
+        """Binance refuses a client id only while the order that used it is open (-4116); a
+        filled, cancelled or expired order's id is accepted again and executes again."""
+        oid = self._orders.by_cid.get(cid)
+        if oid is not None and self._orders.by_id[oid].status in OPEN_STATUSES:
+            raise reject(-4116, f"client id {cid} belongs to open order {oid}")
 
     def _new_limit(
         self,
@@ -104,16 +116,20 @@ class SimOrders(SimMatching):
         self, *, symbol: str, side: str, qty: float, reduce_only: bool, client_order_id: str
     ) -> dict[str, Any]:
         plan = self._begin("place_market")
-        events: list[VenueEvent] = []
-        with self._lock:
-            oid = self._orders.by_cid.get(client_order_id)
-            if oid is not None:
-                result = self._orders.by_id[oid].to_dict()
-            else:
+
+        def apply() -> dict[str, Any]:
+            events: list[VenueEvent] = []
+            with self._lock:
+                self._refuse_open_duplicate(client_order_id)
                 result = self._new_market(
                     symbol, side, qty, bool(reduce_only), client_order_id, events
                 )
-        self._dispatch(events)
+            self._dispatch(events)
+            return result
+
+        if plan is not None and plan.kind == "late_landing":
+            self._land_later(plan, apply)
+        result = apply()
         self._end(plan)
         return result
 
