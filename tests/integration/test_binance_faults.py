@@ -117,37 +117,70 @@ def test_venue_timeout_after_applying_an_algo_stop_leaves_one_stop(rig: Rig) -> 
     ]
 
 
-def test_503_before_apply_is_resent_with_the_same_client_id_after_a_query(rig: Rig) -> None:
+def test_503_before_apply_of_an_opening_order_is_never_resent(rig: Rig) -> None:
+    """One "not found" after an unknown outcome proves nothing (the order can land later, and
+    a filled id executes again at Binance): an order that opens is not resent."""
     rig.server.arm_http_fault("/fapi/v1/order", method="POST", status=503, code=-1007)
-    order = _market(rig, "u-2")
+    with pytest.raises(UnknownOutcome, match="never resent"):
+        _market(rig, "u-2")
+    assert rig.trail("/fapi/v1/order") == [
+        ("POST", "/fapi/v1/order", 503, -1007),
+        ("GET", "/fapi/v1/order", 400, -2013),
+    ]
+
+
+def test_503_before_apply_of_a_reduce_only_order_is_resent_after_a_query(rig: Rig) -> None:
+    _market(rig, "pos-2")
+    rig.server.clear_requests()
+    rig.server.arm_http_fault("/fapi/v1/order", method="POST", status=503, code=-1007)
+    order = rig.adapter.place_market(
+        symbol=SYMBOL, side="SELL", qty=0.01, reduce_only=True, client_order_id="u-2r"
+    )
     assert order["status"] == "FILLED"
-    assert len(rig.orders_with("u-2")) == 1
+    assert len(rig.orders_with("u-2r")) == 1
     assert rig.trail("/fapi/v1/order") == [
         ("POST", "/fapi/v1/order", 503, -1007),
         ("GET", "/fapi/v1/order", 400, -2013),
         ("POST", "/fapi/v1/order", 200, None),
     ]
     posts = rig.server.recorded("/fapi/v1/order", "POST")
-    assert [p.params["newClientOrderId"] for p in posts] == ["u-2", "u-2"]
-    assert len(rig.sleeps) == 1  # one short backoff before the resend
+    assert [p.params["newClientOrderId"] for p in posts] == ["u-2r", "u-2r"]
 
 
-def test_client_side_timeout_resolves_to_one_order(rig: Rig) -> None:
+def test_a_late_landing_market_entry_executes_once(rig: Rig) -> None:
+    """Binance answers 503/-1007, a query says -2013, and the order executes 0.3 s later."""
+    rig.admin(
+        "faults",
+        {"arm": {"method": "place_market", "kind": "late_landing", "land_after_ms": 300}},
+    )
+    with pytest.raises(UnknownOutcome):
+        _market(rig, "u-late")
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and not rig.orders_with("u-late"):
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert [o["status"] for o in rig.orders_with("u-late")] == ["FILLED"]
+    assert rig.adapter.get_positions()[SYMBOL]["qty"] == pytest.approx(0.01)
+    assert len(rig.server.recorded("/fapi/v1/order", "POST")) == 1
+
+
+def test_client_side_timeout_is_unknown_and_the_order_executes_once(rig: Rig) -> None:
     slow = BinanceAdapter(
         "paper", "paper", rest_url=rig.server.rest_url, symbols=[SYMBOL], request_timeout_s=0.3
     )
     try:
         rig.sim.faults.arm("place_market", kind="latency", latency_ms=700)
-        order = slow.place_market(
-            symbol=SYMBOL, side="BUY", qty=0.01, reduce_only=False, client_order_id="u-3"
-        )
-        assert order["client_order_id"] == "u-3"
+        with pytest.raises(UnknownOutcome):
+            slow.place_market(
+                symbol=SYMBOL, side="BUY", qty=0.01, reduce_only=False, client_order_id="u-3"
+            )
         deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and rig.sim.faults.injected["latency"] == 0:
+        while time.monotonic() < deadline and not rig.orders_with("u-3"):
             time.sleep(0.02)
-        time.sleep(0.8)  # the slow first request completes on the server meanwhile
+        time.sleep(0.3)
         assert len(rig.orders_with("u-3")) == 1
         assert rig.adapter.get_positions()[SYMBOL]["qty"] == pytest.approx(0.01)
+        assert len(rig.server.recorded("/fapi/v1/order", "POST")) == 1
     finally:
         slow.close()
 

@@ -120,6 +120,55 @@ def test_the_adapter_maps_http_errors_through_the_same_table() -> None:
         http.close()
 
 
+def test_a_tls_failure_or_reset_on_a_write_is_unknown_not_unsent() -> None:
+    """An SSLError or a connection reset can come after the order left this host: on a
+    write that is UnknownOutcome (resolve by client id), never "not sent" (resend)."""
+    import requests
+
+    from atlas_actors.venues.binance.http import BinanceHttp
+
+    http = BinanceHttp(
+        "k",
+        "s",
+        rest_url="http://127.0.0.1:9",
+        recv_window_ms=5000,
+        request_timeout_s=1.0,
+        weight_limit_share=0.8,
+        clock=lambda: 1_700_000_000.0,
+        sleep=lambda s: None,
+        max_write_attempts=3,
+        max_read_attempts=1,
+        max_rate_limit_waits=2,
+        max_rate_limit_wait_s=30.0,
+    )
+
+    def failing(exc: Exception) -> object:
+        def fn() -> None:
+            raise exc
+
+        return fn
+
+    try:
+        for exc in (
+            requests.exceptions.SSLError("EOF occurred in violation of protocol"),
+            requests.exceptions.ConnectionError(ConnectionResetError(104, "reset by peer")),
+        ):
+            with pytest.raises(UnknownOutcome):
+                http.call("order", failing(exc), None, signed=False, write=True)
+            with pytest.raises(VenueUnavailable):
+                http.call("query", failing(exc), None, signed=False, write=False)
+        with pytest.raises(VenueUnavailable):
+            http.call(
+                "order",
+                failing(requests.exceptions.ConnectTimeout("connect timed out")),
+                None,
+                signed=False,
+                write=True,
+            )
+    finally:
+        http.close()
+
+
 def test_sim_fault_injection_uses_the_table() -> None:
     for code, (on_write, on_read) in TABLE.items():
         w = FaultPlan("place_market", kind="reject", code=code).error()

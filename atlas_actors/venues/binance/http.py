@@ -279,8 +279,12 @@ class BinanceHttp:
             except BinanceRequestException as exc:
                 text = f"{op}: malformed reply ({exc.message[:120]})"
                 err = UnknownOutcome(text) if write else VenueUnavailable(text)
-            except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as exc:
+            except requests.exceptions.ConnectTimeout as exc:
                 err = VenueUnavailable(self._unreachable(op, exc))
+            except requests.exceptions.SSLError as exc:
+                # A TLS failure or reset can come after the request left: unknown, not unsent.
+                text = self._unreachable(op, exc)
+                err = UnknownOutcome(text) if write else VenueUnavailable(text)
             except requests.exceptions.ConnectionError as exc:
                 text = self._unreachable(op, exc)
                 err = (
@@ -317,11 +321,16 @@ class BinanceHttp:
         op: str,
         send: Callable[[], dict[str, Any]],
         lookup: Callable[[], dict[str, Any] | None],
+        *,
+        resend_when_absent: bool = True,
     ) -> dict[str, Any]:
         """Send a create request; resolve an unknown outcome by client id before any retry.
 
-        The same client id is resent only after a query proved the order absent; a duplicate
-        id reply (-4116) means an earlier attempt landed, so the existing order is returned."""
+        A duplicate id reply (-4116) means an earlier attempt landed, so the existing order is
+        returned. After an unknown outcome one "not found" proves nothing (the request can land
+        later, and a filled order's id executes again): without `resend_when_absent` (orders
+        that open) the UnknownOutcome is raised for the caller to keep resolving; with it the
+        same client id is resent after a query found nothing."""
         attempt = 0
         while True:
             attempt += 1
@@ -332,6 +341,11 @@ class BinanceHttp:
                 if found is not None:
                     log.info("%s: unknown outcome resolved: it was applied", op)
                     return found
+                if not resend_when_absent:
+                    raise UnknownOutcome(
+                        f"{exc.msg}; not found by client id yet (never resent: it may land later)",
+                        code=exc.code,
+                    ) from exc
                 if attempt >= self.max_write_attempts:
                     raise
                 log.info("%s: unknown outcome resolved: absent; resending same client id", op)

@@ -173,7 +173,13 @@ class Orders:
             def lookup() -> dict[str, Any] | None:
                 return self.get_order(symbol=symbol, client_order_id=client_order_id)
 
-            return self._http.write(f"order {symbol} {client_order_id}", send, lookup)
+            # An order that opens is never resent on one "not found" (it may land later).
+            return self._http.write(
+                f"order {symbol} {client_order_id}",
+                send,
+                lookup,
+                resend_when_absent=params.get("reduceOnly") == "true",
+            )
 
         order: dict[str, Any] = self._market.with_filter_refresh(symbol, build, place)
         self._tracker.remember_client_id(client_order_id, symbol)
