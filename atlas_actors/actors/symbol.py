@@ -106,6 +106,7 @@ class SymbolActor(pykka.ThreadingActor):
         eng.on_emergency = lambda reason: (
             self._set_status(FROZEN, reason) if not self.halted else None
         )
+        eng.schedule_resolve = self._tell_later({"msg": "resolve_unknown"})
         if self.watch_stop is not None:
             watch = self.watch_stop
 
@@ -228,6 +229,27 @@ class SymbolActor(pykka.ThreadingActor):
         timer.start()
         self.recovery = {"action": "RETRYING", "attempt": attempt, "error": str(exc)}
         return self.recovery
+
+    def _tell_later(self, message: dict[str, Any]) -> Callable[[float], None]:
+        """A function that tells this actor `message` after a delay (a daemon timer)."""
+        ref = self.actor_ref
+
+        def later(delay_s: float) -> None:
+            def tell() -> None:
+                try:
+                    ref.tell(dict(message))
+                except pykka.ActorDeadError:
+                    pass  # replaced meanwhile: its successor reconciles on its own
+
+            timer = threading.Timer(delay_s, tell)
+            timer.daemon = True
+            timer.start()
+
+        return later
+
+    def _on_resolve_unknown(self, message: dict[str, Any]) -> None:
+        assert self.engine is not None
+        self.engine.resolve_unknown()
 
     def _on_bar(self, message: dict[str, Any]) -> dict[str, Any]:
         eng = self.engine

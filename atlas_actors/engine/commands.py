@@ -136,6 +136,10 @@ class VenueCommands:
                 )
         except UnknownOutcome:
             found = self._lookup_order(cid)
+            if found is None and not cmd.reduce_only:
+                # Not found once is no proof: it may land later, and resending executes twice.
+                self._keep_unresolved(cmd.role, cid)
+                return
             if found is None:
                 self._order_record(cmd.role, cid, None, outcome="unknown_not_found")
                 self._rejected(

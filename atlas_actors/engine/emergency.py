@@ -29,16 +29,28 @@ def close_at_market(
     fallback: dict[str, Any] | None = None,
     attempts: int = FLATTEN_ATTEMPTS,
     sleep: Callable[[float], None] = time.sleep,
+    fresh_id: bool = False,
 ) -> tuple[float, dict[str, Any]]:
     """reduceOnly market close of what the venue holds for `symbol`: (qty, the order), or
     (0.0, {}) when it holds nothing. Retried (within well under a second) with the same
-    client id: an unknown outcome is looked up first, and the same id cannot fill twice. The
-    position is read again before each try; `fallback` stands in when it cannot be read.
-    Raises FlattenFailed when every try failed."""
+    client id. Binance executes a filled order's id again, and an "unknown" close can land
+    after a query missed it, so the id is looked up before every try (but the first of a
+    `fresh_id`, one never sent before): once it has filled or is working, that order is the
+    answer and nothing is sent again. The position is read again before each try; `fallback`
+    stands in when it cannot be read. Raises FlattenFailed when every try failed."""
     last: Exception | None = None
     for attempt in range(attempts):
         if attempt:
             sleep(min(0.05 * 2 ** (attempt - 1), 0.4))
+        if attempt or not fresh_id:
+            try:
+                done = _earlier_close(venue, symbol, client_order_id)
+            except VenueError as exc:
+                last = exc  # an earlier try may have landed: never send again unlooked
+                log.warning("%s: emergency close id lookup failed: %s", symbol, exc)
+                continue
+            if done is not None:
+                return float(done.get("executed_qty") or done.get("qty") or 0.0), done
         try:
             pos = venue.get_positions().get(symbol) or {}
         except VenueError as exc:
@@ -71,3 +83,18 @@ def close_at_market(
             last = exc
         log.warning("%s: emergency close attempt %d failed: %s", symbol, attempt + 1, last)
     raise FlattenFailed(f"{symbol}: emergency close failed {attempts} times: {last}")
+
+
+def _earlier_close(venue: Any, symbol: str, client_order_id: str) -> dict[str, Any] | None:
+    """The order an earlier try with this id left at the venue, when it filled (even partly)
+    or is still working; None when the venue does not know the id or the order ended unfilled
+    (then the same id may be sent: it cannot execute twice)."""
+    found: dict[str, Any] | None = venue.get_order(symbol=symbol, client_order_id=client_order_id)
+    if found is None:
+        return None
+    if float(found.get("executed_qty") or 0.0) > 0 or found.get("status") in _WORKING:
+        return found
+    return None
+
+
+_WORKING = ("NEW", "PARTIALLY_FILLED")

@@ -37,6 +37,7 @@ from atlas_actors.engine.ports import (
     symbol_filters,
 )
 from atlas_actors.engine.recovery import Recovery
+from atlas_actors.engine.unresolved import UnknownOutcomes
 from atlas_actors.store import StoreError
 from atlas_actors.venues.base import VenueError
 
@@ -51,7 +52,7 @@ class _CtxCache:
         self.ctx = ctx
 
 
-class SymbolEngine(VenueCommands, Recovery):
+class SymbolEngine(VenueCommands, Recovery, UnknownOutcomes):
     """One symbol's shell. Not thread-safe: exactly one thread (its actor) drives it."""
 
     def __init__(
@@ -239,6 +240,8 @@ class SymbolEngine(VenueCommands, Recovery):
     # ------------------------------------------------------------------ handlers
 
     def _do_bar(self, bar: dict[str, Any]) -> None:
+        if self.unresolved and self.schedule_resolve is None:
+            self.resolve_unknown()  # no timer to drive it (backtest): one query per bar
         step = core.on_bar(self.state, bar, self.ctx(), self.params, self._bar_now(bar))
         self._commit(step)
 
@@ -270,7 +273,13 @@ class SymbolEngine(VenueCommands, Recovery):
             if new_fill > 1e-12:
                 self.ledger.on_fill(upd, new_fill, self.state.position_state)
             return
+        self._note_resolved(upd.client_order_id)
+        adopt = new_fill > 1e-12 and self._unknown_fill(upd)
         step = core.on_order_update(self.state, upd, self.ctx(), self.params, self.now())
+        if adopt:
+            self._commit(step)
+            self._reconcile_and_protect(f"fill of unknown order {key} ({upd.status})")
+            return
         if new_fill > 1e-12:
             # Book the fill on the trade against the position this fill left, before the
             # step's commands run: they may close the rest (an emergency flatten) right away.
@@ -428,6 +437,7 @@ class SymbolEngine(VenueCommands, Recovery):
         qty = abs(float(pos.get("qty") or 0.0))
         closed, res = 0.0, {}
         if side != "NONE" and qty > 0:
+            fresh = client_order_id is None
             if client_order_id is None:
                 self.state, client_order_id = core.next_client_id(self.state, "fx", self.prefix)
                 self._persist(flush=True)
@@ -438,6 +448,7 @@ class SymbolEngine(VenueCommands, Recovery):
                     self.symbol,
                     client_order_id,
                     fallback={"side": ps.side, "qty": ps.qty_total},
+                    fresh_id=fresh,
                 )
             except FlattenFailed:
                 # Never book a close that did not happen: the actor crashes on this and its

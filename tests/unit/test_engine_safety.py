@@ -179,8 +179,9 @@ def test_unknown_emergency_close_is_found_by_its_client_id():
 @pytest.mark.parametrize("fault", ["timeout_after_apply", "timeout_before_apply"])
 def test_unknown_entry_outcome_is_resolved_by_client_id_never_resent(tmp_path, fault):
     """An entry whose reply is lost: the engine asks the venue for that client id. Applied:
-    it is kept (pending or filled) and no other entry is sent. Not applied: the candidate is
-    given up (order record `unknown_not_found`) and nothing is resent, with any id."""
+    it is kept (pending or filled) and no other entry is sent. Not applied: it stays unresolved
+    over the window of queries, then is given up (order record `unknown_not_found`) after a
+    reconcile with the venue; nothing is resent, with any id."""
     venue = _venue("FLAT")
     store = StateStore(tmp_path / "state")
     engine = _engine(venue, "FLAT", store)
@@ -199,11 +200,18 @@ def test_unknown_entry_outcome_is_resolved_by_client_id_never_resent(tmp_path, f
         )
         assert known, st.to_dict()
         assert not _records(engine, "order", outcome="unknown_not_found")
-    else:
+    else:  # not found once: kept unresolved (it may land later), given up after the window
+        kept = _records(engine, "order", outcome="unknown_pending")
+        assert [(r["role"], r["client_id"]) for r in kept] == [("entry", cid)]
+        assert engine.unresolved == [cid]
+        while engine.unresolved:
+            engine.resolve_unknown()
         lost = _records(engine, "order", outcome="unknown_not_found")
         assert [(r["role"], r["client_id"]) for r in lost] == [("entry", cid)]
         assert venue.get_order(symbol=SYMBOL, client_order_id=cid) is None
+        st = engine.state
         assert "entry" not in st.pending and st.position_state.side == "NONE"
+        assert [c for c in venue.sent if c.endswith("-e")] == [cid]
     store.close()
 
 
