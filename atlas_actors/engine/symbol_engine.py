@@ -28,6 +28,7 @@ from atlas_actors.domain.events import AlgoUpdate, OrderUpdate
 from atlas_actors.domain.records import SymbolState, state_to_dict_reusing
 from atlas_actors.engine.commands import VenueCommands
 from atlas_actors.engine.emergency import FlattenFailed, close_at_market
+from atlas_actors.engine.id_reserve import extend_reserve, resume_above_reserve
 from atlas_actors.engine.ledger import TradeLedger
 from atlas_actors.engine.ports import (
     AccountPort,
@@ -95,6 +96,9 @@ class SymbolEngine(VenueCommands, Recovery, UnknownOutcomes):
             self.state = SymbolState.fresh(symbol)
         if not self.state.symbol:
             self.state = replace(self.state, symbol=symbol)
+        self._id_reserve: int | None = None  # the client-id mark buffered/flushed (id_reserve)
+        if store is not None:
+            self.state = resume_above_reserve(store, self.state)
         self.filters: core.SymbolFilters | None = None  # fetched on first use (needs a price)
         self.open_block_reason: str | None = None
         self.store_error: str | None = None  # the last write-ahead flush failure, until one works
@@ -391,6 +395,7 @@ class SymbolEngine(VenueCommands, Recovery, UnknownOutcomes):
         plain = state_to_dict_reusing(self.state, self._plain_src, self._plain)
         self._plain_src, self._plain = self.state, plain
         self.store.set_symbol_state(self.symbol, plain)
+        self._id_reserve = extend_reserve(self.store, self.state, self._id_reserve)
         if flush and self.flush_before_send:
             try:
                 self.store.flush()  # write-ahead: client ids are durable before anything is sent

@@ -116,3 +116,50 @@ def test_working_entry_is_kept() -> None:
     st = pending_entry()
     step = core.reconcile(st, FLAT, [{"client_order_id": "atl-BTCUSDC-1-e"}], [], CTX, P, NOW)
     assert step.state.pending["entry"]["cid"] == "atl-BTCUSDC-1-e" and not step.commands
+
+
+def _stop(cid: str, price: float, qty: float = 1.0, side: str = "SELL") -> dict[str, object]:
+    return {
+        "client_algo_id": cid,
+        "algo_id": "9" + cid.split("-")[2],
+        "side": side,
+        "stop_price": price,
+        "qty": qty,
+        "working_type": "MARK_PRICE",
+        "close_position": False,
+    }
+
+
+def test_a_live_tighter_stop_is_kept_over_the_shards_older_looser_one() -> None:
+    """B15: the stop moved up to 99.5 (new id, live), then the flush failed: the shard on disk
+    still names the old stop at 98, which is still live too. Recovery keeps the tighter one
+    and cancels the looser, never the other way round."""
+    s = opened().state
+    old = s.position_state.sl_algo.client_algo_id
+    assert s.position_state.sl_price == 98.0 and old
+    venue = {"side": "LONG", "qty": 1.0, "entry_price": 100.0}
+    tighter = "atl-BTCUSDC-40-sl"
+    for algos in ([_stop(old, 98.0), _stop(tighter, 99.5)], [_stop(tighter, 99.5)]):
+        step = core.reconcile(s, venue, [], algos, CTX, P, NOW)
+        pos = step.state.position_state
+        assert pos.sl_algo.client_algo_id == tighter and pos.sl_price == 99.5
+        cancelled = [c.client_algo_id for c in of(step.commands, CancelAlgo)]
+        assert tighter not in cancelled
+        assert cancelled == ([old] if len(algos) == 2 else [])
+        desired = core.desired_stop(step.state)
+        assert desired is not None and desired.client_algo_id == tighter
+        assert desired.stop_price == 99.5
+
+
+def test_a_live_looser_or_partial_stop_does_not_replace_the_shards() -> None:
+    s = opened().state
+    cur = s.position_state.sl_algo.client_algo_id
+    venue = {"side": "LONG", "qty": 1.0, "entry_price": 100.0}
+    looser = [_stop(cur, 98.0), _stop("atl-BTCUSDC-40-sl", 97.0)]
+    step = core.reconcile(s, venue, [], looser, CTX, P, NOW)
+    assert step.state.position_state.sl_algo.client_algo_id == cur
+    assert step.state.position_state.sl_price == 98.0
+    partial = [_stop("atl-BTCUSDC-41-sl", 99.5, qty=0.4)]  # does not cover the position
+    step = core.reconcile(s, venue, [], partial, CTX, P, NOW)
+    assert step.state.position_state.sl_price == 98.0
+    assert step.state.position_state.sl_algo.client_algo_id != "atl-BTCUSDC-41-sl"

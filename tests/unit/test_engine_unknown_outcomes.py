@@ -136,3 +136,53 @@ def test_an_emergency_close_retry_looks_its_id_up_and_never_closes_twice():
     closes = [o for o in venue.snapshot()["orders"] if o["client_order_id"] == cid]
     assert len(closes) == 1, closes
     assert venue.get_positions()[SYMBOL]["qty"] == pytest.approx(reopened[0])
+
+
+def test_an_id_handed_out_while_the_disk_refused_writes_is_never_reused(tmp_path):
+    """B15: the disk refuses the flush, the emergency close goes out all the same (its id
+    only in memory) and fills; the process dies. The restarted engine must not hand that id
+    out again: Binance would accept it (the order filled) and execute it again."""
+    from atlas_actors.domain import core
+    from atlas_actors.store import StateStore
+    from tests.chaos.test_disk_full import PAD_EVENTS, disk_full
+
+    venue = _venue("PRE_TP1")
+    store = StateStore(tmp_path / "state")
+    engine = _engine(venue, "PRE_TP1", store)
+    engine._persist(flush=True)  # the engine is running: its shard (and reservation) durable
+    for _ in range(PAD_EVENTS):
+        store.append_event({"kind": "padding", "blob": "x" * 1000})
+    store.flush()
+    with disk_full(tmp_path / "state" / "data.mdb"):
+        store.append_event({"kind": "padding", "blob": "x" * 200_000})  # the file must grow
+        engine.emergency_flatten("test: operator flatten")
+    (used,) = [c for c in venue.sent if c.endswith("-fx")]
+    assert venue.get_order(symbol=SYMBOL, client_order_id=used)["status"] == "FILLED"  # type: ignore[index]
+    assert engine.store_error  # the flush before the close failed
+    store.close(flush=False)  # the crash: what was only buffered is gone
+
+    with StateStore(tmp_path / "state") as again:
+        restarted = _engine_from_store(venue, again)
+        ids = []
+        state = restarted.state
+        for _ in range(20):
+            state, cid = core.next_client_id(state, "fx", PREFIX)
+            ids.append(cid)
+        assert used not in ids
+        assert min(int(c.rsplit("-", 2)[-2]) for c in ids) > int(used.rsplit("-", 2)[-2])
+
+
+def _engine_from_store(venue: SimVenue, store: Any) -> Any:
+    from atlas_actors.domain.params import default_params
+    from atlas_actors.engine import SymbolEngine
+    from atlas_actors.events import MemorySink
+
+    return SymbolEngine(
+        SYMBOL,
+        venue=venue,
+        params=default_params(),
+        store=store,
+        sink=MemorySink(),
+        clock=venue.now,
+        prefix=PREFIX,
+    )

@@ -164,6 +164,13 @@ def reconcile(
             notes.append(f"cancel orphan order {c}")
     pos = tx.st.position_state
     ours = sorted(a for a in open_acids if a.startswith(head))
+    live = _tightest_live_stop(open_algos, head, pos) if has_position(pos) else None
+    if live is not None and live.get("client_algo_id") != pos.sl_algo.client_algo_id:
+        # A flush that failed after a tighter stop went live leaves the shard with an older,
+        # looser one: the live stop is the truth, never replaced by the shard's.
+        _adopt_live_stop(tx, live)
+        pos = tx.st.position_state
+        notes.append(f"kept live stop {live.get('client_algo_id')} at {_num(live, 'stop_price'):g}")
     if not has_position(pos):
         for a in ours:
             tx.emit(CancelAlgo(sym, None, a))
@@ -199,6 +206,42 @@ def reconcile(
             }
         )
     return Step(tx.st, tx.commands, tx.records)
+
+
+def _tightest_live_stop(
+    open_algos: list[dict[str, Any]], head: str, pos: PositionState
+) -> dict[str, Any] | None:
+    """Our live stop closest to the market that closes the whole position, when it is at
+    least as tight as the shard's stop (None otherwise)."""
+    d = lifecycle.direction(pos.side)
+    side = closing_side(pos.side)
+    best: dict[str, Any] | None = None
+    for a in open_algos:
+        cid = str(a.get("client_algo_id") or "")
+        covers = bool(a.get("close_position")) or _num(a, "qty") >= pos.qty_total - QTY_EPS
+        price = _num(a, "stop_price")
+        if not cid.startswith(head) or str(a.get("side")) != side or not covers or price <= 0:
+            continue
+        if best is None or (price - _num(best, "stop_price")) * d > 0:
+            best = a
+    if best is None or (_num(best, "stop_price") - pos.sl_price) * d < 0:
+        return None
+    for a in open_algos:  # the shard's own stop wins a tie
+        if a.get("client_algo_id") == pos.sl_algo.client_algo_id and a is not best:
+            if _num(a, "stop_price") == _num(best, "stop_price") and a.get("side") == side:
+                return a
+    return best
+
+
+def _adopt_live_stop(tx: Txn, live: dict[str, Any]) -> None:
+    p = tx.pos()
+    algo_id = None if live.get("algo_id") is None else str(live["algo_id"])
+    cid = str(live["client_algo_id"])
+    p.sl_price = _num(live, "stop_price")
+    p.sl_algo = SlAlgo(algo_id, cid, str(live.get("working_type") or "MARK_PRICE"))
+    lo = p.last_orders
+    p.last_orders = LastOrders(entry=lo.entry, tp=lo.tp, sl=AlgoRef(algo_id, cid))
+    tx.pending().pop("prev_stop", None)
 
 
 def next_client_id(state: SymbolState, role: str, prefix: str) -> tuple[SymbolState, str]:
