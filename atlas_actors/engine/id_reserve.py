@@ -36,11 +36,11 @@ def reserved_seq(store: Any, symbol: str) -> int | None:
 
 def resume_above_reserve(store: Any, state: SymbolState) -> SymbolState:
     """A loaded shard continues above every id its predecessors may have handed out: the
-    reserved mark, or - for a shard that has handed out ids but never reserved any - a block
-    above its own (possibly stale) sequence."""
+    reserved mark, or - for a shard without one (a predecessor whose flushes all failed, a
+    store from before reservations) - a block above its own, possibly stale, sequence."""
     mark = reserved_seq(store, state.symbol)
     if mark is None:
-        mark = state.seq + ID_BLOCK if state.seq > 0 else 0
+        mark = state.seq + ID_BLOCK
     if mark > state.seq:
         log.info(
             "%s: client ids continue above the reserved %d (shard seq %d)",

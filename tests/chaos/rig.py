@@ -22,6 +22,7 @@ from atlas_actors.actors.market_feed import PaperReplay
 from atlas_actors.audit import AuditReport, ProtectionWatch, VenueView, audit, covering_stop
 from atlas_actors.domain.events import AlgoUpdate, MarkPrice, OrderUpdate
 from atlas_actors.domain.params import default_params
+from atlas_actors.domain.txn import make_client_id
 from atlas_actors.engine import SymbolEngine
 from atlas_actors.events import MemorySink
 from atlas_actors.venues import replay as rp
@@ -44,6 +45,8 @@ FAULTS = (
     "invisible_algo",
     "visibility_lag",
     "stream_disconnect",
+    "late_landing",
+    "reused_client_id",
 )
 REPLAY_BARS = 24
 # x real time: one 5m bar every 20 ms, so a restarted actor still sees most of the replay
@@ -53,6 +56,10 @@ REPLAY_SPEED = 15000.0
 MAX_UNPROTECTED_S = 2.5
 SETTLED = ("READY", "FROZEN", "HALTED", "PAUSED")
 _PLACEMENTS = ("place_limit_postonly", "place_market", "place_algo_stop")
+_ORDER_PLACEMENTS = ("place_limit_postonly", "place_market")
+# Every role an order of ours can have (domain/lifecycle.py R_*): the ids pre-used at the venue.
+_ORDER_ROLES = ("e", "t1", "t2", "rx", "rm", "x", "dr", "fx")
+REUSED_SEQS = 40
 
 
 # ====================================================================== seeds
@@ -157,6 +164,7 @@ class JournalVenue(SimVenue):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.journal: list[dict[str, Any]] = []
+        self.pre_used: set[str] = set()  # reused_client_id: ids a "predecessor" used
 
     def _note(self, symbol: str, cid: str, algo: bool) -> None:
         known = cid in (self._algos if algo else self._orders).by_cid
@@ -200,8 +208,16 @@ class JournalVenue(SimVenue):
         return True
 
 
-def apply_fault(venue: SimVenue, fault: str) -> None:
-    """Switch one fault kind on for the rest of the case (stream: the user stream drops)."""
+def apply_fault(venue: SimVenue, fault: str, *, next_seq: int = 1) -> None:
+    """Switch one fault kind on for the rest of the case (stream: the user stream drops).
+
+    reused_client_id: the venue has already seen - as finished orders - the client ids from
+    `next_seq` on, the ones a shard whose durable sequence is `next_seq - 1` would hand out
+    next (a predecessor's flush failed). Binance accepts such an id again and executes it
+    again; the audit finds any reuse."""
+    if fault == "reused_client_id":
+        _pre_use_client_ids(venue, next_seq)
+        return
     f = venue.faults
     if fault in ("timeout_before_apply", "timeout_after_apply", "reject"):
         for method in _PLACEMENTS + ("cancel_order", "cancel_algo"):
@@ -224,8 +240,37 @@ def apply_fault(venue: SimVenue, fault: str) -> None:
         f.visibility_lag_ms = 400.0
     elif fault == "stream_disconnect":
         f.disconnect_stream("user")
+    elif fault == "late_landing":
+        for method in _ORDER_PLACEMENTS:
+            f.arm(method, kind="late_landing", times=1)  # the first placement of each, for sure
+        f.set_probability("late_landing", 0.35, methods=_ORDER_PLACEMENTS)
     else:
         raise ValueError(f"unknown fault {fault!r}")
+
+
+def _pre_use_client_ids(venue: SimVenue, next_seq: int) -> None:
+    """Resting buy orders far below the market under the shard's next ids, cancelled at once."""
+    price = float(venue.get_last_price(SYMBOL)) * 0.5
+    f = venue.get_filters(SYMBOL)
+    qty = f.round_qty(max(f.min_qty, 2.0 * f.min_notional / price)) + f.step_size
+    for seq in range(next_seq, next_seq + REUSED_SEQS):
+        for role in _ORDER_ROLES:
+            cid = make_client_id(PREFIX, SYMBOL, seq, role)
+            # past the journal: these are the predecessor's requests, not this instance's
+            SimVenue.place_limit_postonly(
+                venue,
+                symbol=SYMBOL,
+                side="BUY",
+                qty=qty,
+                price=f.round_price(price, "BUY"),
+                tif="GTX",
+                reduce_only=False,
+                client_order_id=cid,
+            )
+            venue.cancel_order(symbol=SYMBOL, order_id=None, client_order_id=cid)
+            venue.faults.injected["reused_client_id"] += 1
+            if isinstance(venue, JournalVenue):
+                venue.pre_used.add(cid)
 
 
 def fault_injected(venue: SimVenue, fault: str) -> int:
@@ -308,7 +353,7 @@ class ChaosCase:
             max_unprotected_s=MAX_UNPROTECTED_S,
             requests=self.venue.journal,
             prefix=PREFIX,
-            ignore_client_ids=self.seed.client_ids,
+            ignore_client_ids=self.seed.client_ids | self.venue.pre_used,
         )
         self.rig.sink.close()
         self.rig.store.close()

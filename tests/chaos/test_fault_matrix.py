@@ -35,7 +35,8 @@ def test_fault_at_stage_with_a_crash_keeps_every_invariant(tmp_path, fault, stag
     n = FAULTS.index(fault) * len(STAGES) + STAGES.index(stage)
     case = start_case(tmp_path, stage, seed_no=n)
     try:
-        apply_fault(case.venue, fault)
+        # reused_client_id: the venue has seen the ids above the seed's durable sequence
+        apply_fault(case.venue, fault, next_seq=int(case.seed.state["seq"]) + 1)
         if stage in POSITION_STAGES:
             assert stop_current_stop(case) is not None, "the seeded position had no stop"
         restarts = case.restarts()
