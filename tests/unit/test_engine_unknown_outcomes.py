@@ -186,3 +186,17 @@ def _engine_from_store(venue: SimVenue, store: Any) -> Any:
         clock=venue.now,
         prefix=PREFIX,
     )
+
+
+def test_an_unknown_emergency_close_is_looked_up_at_once_not_after_a_back_off():
+    """The close was applied but its reply lost: the query right after finds it - no back-off
+    (the position is unprotected while it waits) and no second request."""
+    venue = _venue("PRE_TP1")
+    qty = venue.get_positions()[SYMBOL]["qty"]
+    venue.faults.arm("place_market", kind="timeout_after_apply")
+    cid = make_client_id(PREFIX, SYMBOL, 9_001, "fx")
+    sleeps: list[float] = []
+    closed, res = close_at_market(venue, SYMBOL, cid, sleep=sleeps.append, fresh_id=True)
+    assert sleeps == [] and closed == pytest.approx(qty)
+    assert res["client_order_id"] == cid and res["status"] == "FILLED"
+    assert [c for c in venue.sent if c == cid] == [cid]

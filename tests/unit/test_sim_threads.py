@@ -24,27 +24,39 @@ def _bar(t: int, price: float) -> dict[str, Any]:
     }
 
 
-def test_racing_resends_of_one_client_id_make_one_order() -> None:
+def test_racing_resends_of_one_open_client_id_make_one_order() -> None:
+    """While the first order rests, every racing resend of its id is refused (-4116) - the
+    duplicate check and the insert are one step under the venue's lock."""
     v = SimVenue()
     v.set_price("AAAUSDT", 100.0)
     results: list[dict[str, Any]] = []
+    refused: list[int | None] = []
     barrier = threading.Barrier(8)
 
     def send() -> None:
         barrier.wait()
-        results.append(
-            v.place_market(
-                symbol="AAAUSDT", side="BUY", qty=1.0, reduce_only=False, client_order_id="same"
+        try:
+            results.append(
+                v.place_limit_postonly(
+                    symbol="AAAUSDT",
+                    side="BUY",
+                    qty=1.0,
+                    price=90.0,
+                    tif="GTX",
+                    reduce_only=False,
+                    client_order_id="same",
+                )
             )
-        )
+        except VenueError as exc:
+            refused.append(exc.code)
 
     threads = [threading.Thread(target=send) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=10)
-    assert len({r["order_id"] for r in results}) == 1 and len(results) == 8
-    assert v.get_positions()["AAAUSDT"]["qty"] == 1.0
+    assert len(results) == 1 and refused == [-4116] * 7
+    assert [o["client_order_id"] for o in v.get_open_orders("AAAUSDT")] == ["same"]
 
 
 def test_concurrent_feeders_and_traders_keep_the_book_consistent() -> None:
