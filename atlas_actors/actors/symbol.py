@@ -25,8 +25,10 @@ from atlas_actors.venues.base import RateLimited, UnknownOutcome, VenueUnavailab
 # crash: recovery is tried again after a back-off, the actor stays RECOVERING (no opens) and
 # keeps answering its inbox, and nothing counts toward the restart intensity (HALT).
 TRANSIENT = (RateLimited, UnknownOutcome, VenueUnavailable)
-RECOVERY_RETRY_BASE_S = 0.25
-RECOVERY_RETRY_MAX_S = 30.0
+RECOVERY_RETRY_BASE_S = 0.2
+# short: a position whose stop was lost waits for this recovery (the venue's Retry-After is
+# honoured on top, and a ban stops every request anyway)
+RECOVERY_RETRY_MAX_S = 2.0
 
 log = logging.getLogger("atlas.symbol")
 

@@ -51,6 +51,9 @@ class _CtxCache:
         self.ctx = ctx
 
 
+NO_ACCOUNT = {"equity": 0.0, "available_balance": 0.0, "margin_used": 0.0}
+
+
 class SymbolEngine(VenueCommands, Recovery):
     """One symbol's shell. Not thread-safe: exactly one thread (its actor) drives it."""
 
@@ -125,12 +128,16 @@ class SymbolEngine(VenueCommands, Recovery):
         self._refresh_filters()
         try:
             acct = self.account.snapshot()
-        except VenueError:
-            if self._ctx_cache is None:
-                raise
+        except VenueError as exc:
             # A transient read failure (503, rate limit): the last known balances serve for
-            # this event rather than crashing the actor over figures seconds old.
-            acct = self._ctx_cache.acct
+            # this event rather than crashing the actor over figures seconds old. With none
+            # known yet (a fresh actor), the bar is still judged (exits, regime, runner) but
+            # nothing can be sized: no equity, and opens are blocked naming why.
+            if self._ctx_cache is None:
+                acct = dict(NO_ACCOUNT)
+                self.open_block_reason = self.open_block_reason or f"account unavailable: {exc}"
+            else:
+                acct = self._ctx_cache.acct
         # An account port that returns the same snapshot object while nothing changed (the
         # backtest's) lets an unchanged context be reused instead of rebuilt every bar.
         c = self._ctx_cache

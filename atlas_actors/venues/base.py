@@ -220,3 +220,16 @@ def replacement_client_id(client_id: str, attempt: int) -> str:
         base = head
     suffix = f".r{attempt}"
     return base[: CLIENT_ID_MAX_LEN - len(suffix)] + suffix
+
+
+POST_ONLY_TIF = "GTX"  # Binance's post-only time in force: a limit that would take is refused
+
+
+def check_post_only(symbol: str, tif: str) -> None:
+    """`place_limit_postonly` means post-only (contract §1.3): any other time in force is a
+    caller's bug, refused before anything is sent."""
+    if tif != POST_ONLY_TIF:
+        raise ValueError(
+            f"{symbol}: place_limit_postonly sends post-only ({POST_ONLY_TIF}) orders only, "
+            f"got tif={tif!r}"
+        )
