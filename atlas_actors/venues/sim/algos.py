@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from atlas_actors.domain.stops import StopSpec, stop_deviates
+from atlas_actors.domain.stops import StopSpec
 from atlas_actors.venues.base import VenueEvent, replacement_client_id
+from atlas_actors.venues.protection import ProtectionCalls, recover_protection
 from atlas_actors.venues.sim.book import Algo
 from atlas_actors.venues.sim.core import reject
 from atlas_actors.venues.sim.matching import EXCHANGE_REMOVALS, SimMatching
@@ -217,32 +218,24 @@ class SimAlgos(SimMatching):
     def recover_protection(
         self, symbol: str, desired_sl: StopSpec | Mapping[str, Any]
     ) -> dict[str, Any]:
-        """CREATED / REPLACED (new stop first, then cancel the old) / CONFIRMED (no write)."""
-        spec = StopSpec.coerce(desired_sl)
-        if not spec.client_algo_id:
-            raise ValueError(f"{symbol}: desired_sl needs a client_algo_id")
-        opens = self.get_open_algo_orders(symbol)
-        existing = next((a for a in opens if a["client_algo_id"] == spec.client_algo_id), None)
-        if existing is None:
-            existing = next(
-                (
-                    a
-                    for a in opens
-                    if a["side"] == spec.side and (a["reduce_only"] or a["close_position"])
-                ),
-                None,
-            )
-        if existing is None:
-            algo = self._place_spec(symbol, spec, self._free_algo_id(spec.client_algo_id))
-            return {"action": "CREATED", "algo": algo}
-        f = self.get_filters(symbol)
-        if not stop_deviates(existing, spec, step_size=f.step_size, tick_size=f.tick_size):
-            return {"action": "CONFIRMED", "algo": existing}
-        algo = self._place_spec(symbol, spec, self._free_algo_id(spec.client_algo_id))
-        self.cancel_algo(
-            symbol=symbol, algo_id=existing["algo_id"], client_algo_id=existing["client_algo_id"]
+        """CREATED / REPLACED / CONFIRMED: `venues.protection.recover_protection`."""
+
+        def step_and_tick() -> tuple[float, float]:
+            f = self.get_filters(symbol)
+            return float(f.step_size), float(f.tick_size)
+
+        calls = ProtectionCalls(
+            open_algos=lambda: self.get_open_algo_orders(symbol),
+            step_and_tick=step_and_tick,
+            place=lambda spec, cid: self._place_spec(symbol, spec, cid),
+            cancel=lambda a: self.cancel_algo(
+                symbol=symbol, algo_id=a["algo_id"], client_algo_id=a["client_algo_id"]
+            ),
+            free_client_id=self._free_algo_id,
+            sleep=self.faults.sleep,
+            clock=self.faults.lag_clock,
         )
-        return {"action": "REPLACED", "algo": algo, "replaced": existing}
+        return recover_protection(calls, symbol, desired_sl)
 
     def _free_algo_id(self, wanted: str) -> str:
         with self._lock:
