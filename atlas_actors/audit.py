@@ -404,7 +404,7 @@ def check_records(
                 record_ids[cid].add(str(vid))
             if rec.get("role") == "sl" and vid is not None:
                 stop_records[cid] = dict(rec)
-        elif kind == "stop_invisible" and not rec.get("venue_flat"):
+        elif kind == "stop_invisible" and not (rec.get("venue_flat") or rec.get("superseded")):
             invisible.append(dict(rec))
         elif kind in ("stop_invisible", "stop_visible"):
             settled.add(str(rec.get("client_algo_id")))  # a verdict: seen, or nothing to guard
