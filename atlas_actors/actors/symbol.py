@@ -71,7 +71,7 @@ class SymbolActor(pykka.ThreadingActor):
         # (symbol, cid, deadline_ms, acked_at, replaces) -> None when the Sentinel took the
         # check, else the verdict of an inline check (the Sentinel is down: same rule)
         watch_stop: Callable[[str, str, int, float | None, str | None], bool | None] | None = None,
-        ensure_visible: Callable[[str, str, int], bool] | None = None,
+        ensure_visible: Callable[..., bool] | None = None,  # (symbol, cid, ms, *, acked_at)
         account_block: Callable[[str, SymbolEngine], str | None] | None = None,
         halted: bool = False,
         deadline_ms: int = 1000,
@@ -194,7 +194,10 @@ class SymbolActor(pykka.ThreadingActor):
         algo = out.get("algo") or {}
         cid = algo.get("client_algo_id") if algo else None
         if cid and self.ensure_visible is not None:
-            visible = self.ensure_visible(self.symbol, str(cid), self.deadline_ms)
+            # the deadline of a stop recover_protection just placed starts at its ack
+            visible = self.ensure_visible(
+                self.symbol, str(cid), self.deadline_ms, acked_at=out.get("acked_at")
+            )
             out["visible"] = visible
             if not visible:
                 eng.emergency_flatten(

@@ -8,7 +8,8 @@ Deviates = `domain.stops.stop_deviates`.
 
 Replacing: the new stop is placed first and the old ones are cancelled only once the new one
 is listed in open algo orders; if it is not listed within `visible_within_s` the old ones stay
-(they still protect) and the caller's visibility check decides (`kept` in the result). Every
+(they still protect) and the caller's visibility check decides (`kept` in the result), its
+deadline starting at the new stop's acknowledgement (`acked_at`, time.monotonic). Every
 superseded stop on the closing side is cancelled, not only the one adopted.
 
 Each venue supplies its calls (`ProtectionCalls`); SimVenue and BinanceAdapter both delegate
@@ -76,14 +77,16 @@ def recover_protection(
     if existing is not None and not stop_deviates(existing, spec, step_size=step, tick_size=tick):
         return {"action": "CONFIRMED", "algo": existing}
     algo = calls.place(spec, calls.free_client_id(spec.client_algo_id))
+    acked_at = time.monotonic()  # where the new stop's 1 s visibility deadline starts
     new_cid = algo.get("client_algo_id")
     superseded = [a for a in candidates if a.get("client_algo_id") != new_cid]
     if existing is not None and existing not in superseded:
         superseded.append(existing)
-    if existing is None and not superseded:
-        return {"action": "CREATED", "algo": algo}
     out: dict[str, Any] = {"action": "REPLACED" if existing is not None else "CREATED"}
     out["algo"] = algo
+    out["acked_at"] = acked_at
+    if existing is None and not superseded:
+        return out
     if existing is not None:
         out["replaced"] = existing
     if not _listed(calls, str(algo.get("client_algo_id")), visible_within_s):

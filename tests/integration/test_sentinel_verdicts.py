@@ -144,3 +144,26 @@ def test_periodic_audit_flattens_when_the_replacement_is_not_visible(tmp_path, r
     assert wait_for(lambda: venue.get_positions()[SYM]["side"] == "NONE", 10)
     assert wait_for(lambda: rig.of_kind("risk", event_type="EMERGENCY_FLAT", symbol=SYM), 5)
     assert wait_for(lambda: rig.status(SYM) == "FROZEN", 5)
+
+
+def test_a_recovered_stop_is_checked_from_its_acknowledgement(tmp_path, rigs):
+    """Issue 14.2 on the recovery path: recover_protection waits for the new stop to be listed
+    before cancelling the old one; the 1 s check that follows must count from the stop's ack,
+    not start a second full second."""
+    venue = SimVenue(starting_balance=100_000.0)
+    rig = TreeRig(tmp_path, [SYM], venue=venue)
+    rigs.append(rig)
+    seed_long_position(rig, SYM, qty=2.0)
+    seen: list[dict[str, object]] = []
+    check = rig.tree._ensure_visible
+
+    def recording(symbol: str, cid: str, deadline_ms: int, **kw: object) -> bool:
+        seen.append({"cid": cid, "at": time.monotonic(), **kw})
+        return check(symbol, cid, deadline_ms, **kw)
+
+    rig.tree._ensure_visible = recording  # what the actors are handed at start
+    t0 = time.monotonic()
+    rig.start()
+    assert seen and isinstance(seen[0]["acked_at"], float)
+    assert t0 <= seen[0]["acked_at"] <= seen[0]["at"]
+    assert rig.status(SYM) == "READY"
