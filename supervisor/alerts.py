@@ -151,6 +151,16 @@ class Alerts:
             extra={"reason": reason, "details": dict(details)},
         )
 
+    def stop_unconfirmed(self, symbol: str, reason: str) -> None:
+        """A protective stop's visibility is unknown past its deadline (the venue is silent)."""
+        self._capture(
+            "stop_unconfirmed",
+            {"symbol": symbol},
+            level="error",
+            message=f"{symbol}: {reason}",
+            extra={"reason": reason},
+        )
+
     def storage_failed(self, reason: str) -> None:
         self._capture(
             "storage_failed",

@@ -44,6 +44,7 @@ log = logging.getLogger("atlas.supervisor")
 
 CRASH_LOG_MAX = 200  # the newest crashes kept for `atlas admin status` and post-mortems
 CRASH_ALERT_EVERY_S = 300.0  # one symbol's repeated crashes alert at most this often
+WATCH_HANDOVER_S = 0.5  # the Sentinel must take a visibility check this fast, else inline
 
 
 def restart_delay(
@@ -236,6 +237,7 @@ class AtlasTree:
             self.symbol_ref,
             poll_interval_s=self.sentinel_poll_s,
             on_emergency=self._on_emergency,
+            on_alert=self._on_protection_alert,
         )
 
     def _start_feed(self) -> None:
@@ -280,23 +282,45 @@ class AtlasTree:
 
         return make
 
-    def _watch_stop(self, symbol: str, cid: str, deadline_ms: int) -> None:
+    def _watch_stop(
+        self,
+        symbol: str,
+        cid: str,
+        deadline_ms: int,
+        acked_at: float | None = None,
+        replaces: str | None = None,
+    ) -> bool | None:
+        """Hand a stop's visibility check to the Sentinel (None), or - while the Sentinel is
+        down or restarting - check it inline, the same rule, and return the verdict for the
+        engine to act on (a check is never dropped)."""
         s = self.sentinel_proxy()
         if s is not None:
-            s.watch(symbol, cid, deadline_ms)
-        else:  # no sentinel right now: check inline rather than leave it unchecked
-            self._ensure_visible(symbol, cid, deadline_ms)
+            try:
+                s.watch(symbol, cid, deadline_ms, acked_at=acked_at, replaces=replaces).get(
+                    timeout=WATCH_HANDOVER_S
+                )
+                return None
+            except Exception as exc:  # noqa: BLE001 - dead, stopping or stuck: check inline
+                log.warning("%s: Sentinel did not take the check of %s: %r", symbol, cid, exc)
+        return self._ensure_visible(symbol, cid, deadline_ms, acked_at=acked_at)
 
-    def _ensure_visible(self, symbol: str, cid: str, deadline_ms: int) -> bool:
+    def _ensure_visible(
+        self, symbol: str, cid: str, deadline_ms: int, *, acked_at: float | None = None
+    ) -> bool:
         from atlas_actors.actors.sentinel import VisibilityGuard
 
         s = self.sentinel
         if s is not None and s.is_alive():
             try:
-                return bool(s.proxy().guard.get().ensure_algo_visible(symbol, cid, deadline_ms))
-            except pykka.ActorDeadError:
+                guard = s.proxy().guard.get(timeout=WATCH_HANDOVER_S)
+                return bool(guard.ensure_algo_visible(symbol, cid, deadline_ms, acked_at=acked_at))
+            except (pykka.ActorDeadError, pykka.Timeout):
                 pass
-        return VisibilityGuard(self.venue).ensure_algo_visible(symbol, cid, deadline_ms)
+        guard = VisibilityGuard(self.venue, poll_interval_s=self.sentinel_poll_s)
+        try:
+            return guard.ensure_algo_visible(symbol, cid, deadline_ms, acked_at=acked_at)
+        finally:
+            guard.close()
 
     def _start_symbol(self, symbol: str, *, why: str) -> None:
         child = self.children[symbol]
@@ -398,6 +422,15 @@ class AtlasTree:
     def _on_emergency(self, symbol: str, reason: str, result: dict[str, Any]) -> None:
         if self.alerts is not None:
             self.alerts.emergency_flat(symbol, reason, result)
+
+    def _on_protection_alert(self, symbol: str, reason: str) -> None:
+        """A stop's visibility stayed unknown past its deadline (the venue does not answer)."""
+        self.sink.emit(
+            {"kind": "alert", "ts": int(self.clock()), "symbol": symbol, "reason": reason}
+        )
+        notify = getattr(self.alerts, "stop_unconfirmed", None)
+        if notify is not None:
+            notify(symbol, reason)
 
     def _on_resync(self) -> None:
         for sym in self.symbols:
@@ -506,6 +539,9 @@ class AtlasTree:
                 log.exception("monitor loop error")
 
     def _audit(self) -> None:
+        """Periodic protection audit: a position without a covering stop (domain.covering)
+        is re-protected by its actor's recovery - recover_protection, then the 1 s visibility
+        rule, and the P0 flatten when the stop is not visible - not just recreated."""
         s = self.sentinel_proxy()
         if s is None:
             return
@@ -515,8 +551,9 @@ class AtlasTree:
             return
         for f in findings:
             sym = f.get("symbol")
-            if sym and self.symbol_ref(sym) is not None:
-                self.symbol_ref(sym).tell({"msg": "recover", "why": f"audit: {f['problem']}"})
+            ref = self.symbol_ref(sym) if sym else None
+            if ref is not None:
+                ref.tell({"msg": "recover", "why": f"audit: {f['problem']}"})
 
     def flush(self) -> None:
         if self.before_flush is not None:

@@ -70,8 +70,10 @@ class SymbolActor(pykka.ThreadingActor):
         *,
         on_crash: Callable[[str, BaseException], None],
         on_lifecycle: Callable[[str, str, str], None] | None = None,
-        watch_stop: Callable[[str, str, int], None] | None = None,
-        ensure_visible: Callable[[str, str, int], bool] | None = None,
+        # (symbol, cid, deadline_ms, acked_at, replaces) -> None when the Sentinel took the
+        # check, else the verdict of an inline check (the Sentinel is down: same rule)
+        watch_stop: Callable[[str, str, int, float | None, str | None], bool | None] | None = None,
+        ensure_visible: Callable[..., bool] | None = None,  # (symbol, cid, ms, *, acked_at)
         account_block: Callable[[str, SymbolEngine], str | None] | None = None,
         halted: bool = False,
         deadline_ms: int = 1000,
@@ -112,8 +114,18 @@ class SymbolActor(pykka.ThreadingActor):
             watch = self.watch_stop
 
             class _Port:
-                def request(self, symbol: str, client_algo_id: str, deadline_ms: int) -> None:
-                    watch(symbol, client_algo_id, deadline_ms)
+                def request(
+                    self,
+                    symbol: str,
+                    client_algo_id: str,
+                    deadline_ms: int,
+                    *,
+                    acked_at: float | None = None,
+                    replaces: str | None = None,
+                ) -> None:
+                    verdict = watch(symbol, client_algo_id, deadline_ms, acked_at, replaces)
+                    if verdict is not None:  # checked inline: act on it like the Sentinel's
+                        eng.on_stop_visibility(client_algo_id, verdict)
 
             eng.visibility = _Port()
         self._refresh_block()
@@ -184,7 +196,10 @@ class SymbolActor(pykka.ThreadingActor):
         algo = out.get("algo") or {}
         cid = algo.get("client_algo_id") if algo else None
         if cid and self.ensure_visible is not None:
-            visible = self.ensure_visible(self.symbol, str(cid), self.deadline_ms)
+            # the deadline of a stop recover_protection just placed starts at its ack
+            visible = self.ensure_visible(
+                self.symbol, str(cid), self.deadline_ms, acked_at=out.get("acked_at")
+            )
             out["visible"] = visible
             if not visible:
                 eng.emergency_flatten(
@@ -255,7 +270,10 @@ class SymbolActor(pykka.ThreadingActor):
     def _on_stop_visibility(self, message: dict[str, Any]) -> None:
         assert self.engine is not None
         self.engine.on_stop_visibility(
-            message["cid"], bool(message["visible"]), venue_flat=bool(message.get("flat"))
+            message["cid"],
+            bool(message["visible"]),
+            venue_flat=bool(message.get("flat")),
+            late_ms=int(message.get("late_ms") or 0),
         )
 
     def _on_emergency_flattened(self, message: dict[str, Any]) -> None:

@@ -82,6 +82,9 @@ class AlgoUpdate:
     working_type: str
     order_id: str | None
     event_time: int
+    # `aq`: what the triggered child executed. A FINISHED stop whose child executed nothing
+    # is a stop the venue removed, not a fired one (None: the venue did not say).
+    executed_qty: float | None = None
 
 
 @dataclass(frozen=True)

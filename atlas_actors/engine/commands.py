@@ -208,6 +208,7 @@ class VenueCommands:
             res = place()
         except UnknownOutcome:
             res = self._lookup_algo(cid)
+            # (every path below that goes on has the venue's acknowledgement, or its record, now)
             if res is None:
                 # Proven absent: the same client id again is safe (idempotent at the venue).
                 try:
@@ -243,9 +244,12 @@ class VenueCommands:
             )
             self.state = replace(self.state, position_state=ps)
             self._persist(flush=False)
+        acked_at = time.monotonic()  # the 1 s clock starts at the venue's acknowledgement
         if cmd.replaces:
             self._replacing[cid] = cmd.replaces
-        self.visibility.request(self.symbol, cid, self.deadline_ms)
+        self.visibility.request(
+            self.symbol, cid, self.deadline_ms, acked_at=acked_at, replaces=cmd.replaces
+        )
 
     def _lookup_algo(self, cid: str) -> dict[str, Any] | None:
         try:

@@ -204,9 +204,14 @@ class SymbolEngine(VenueCommands, Recovery):
         self._submit(self._do_algo_update, upd)
 
     def on_stop_visibility(
-        self, client_algo_id: str, visible: bool, *, venue_flat: bool = False
+        self,
+        client_algo_id: str,
+        visible: bool,
+        *,
+        venue_flat: bool = False,
+        late_ms: int = 0,
     ) -> None:
-        self._submit(self._do_stop_visibility, client_algo_id, visible, venue_flat)
+        self._submit(self._do_stop_visibility, client_algo_id, visible, venue_flat, late_ms)
 
     def on_emergency_flattened(self, reason: str, result: dict[str, Any]) -> None:
         """Someone else (the Sentinel, an operator) has flattened the position."""
@@ -292,9 +297,9 @@ class SymbolEngine(VenueCommands, Recovery):
         self._commit(step)
 
     def _do_stop_visibility(
-        self, client_algo_id: str, visible: bool, venue_flat: bool = False
+        self, client_algo_id: str, visible: bool, venue_flat: bool = False, late_ms: int = 0
     ) -> None:
-        rec = {
+        rec: dict[str, Any] = {
             "kind": "stop_visible" if visible else "stop_invisible",
             "ts": self.now(),
             "symbol": self.symbol,
@@ -302,24 +307,48 @@ class SymbolEngine(VenueCommands, Recovery):
         }
         if venue_flat:
             rec["venue_flat"] = True
+        if late_ms:
+            rec["late_ms"] = int(late_ms)  # confirmed after the deadline (the venue was silent)
+        cur = self.state.position_state.sl_algo.client_algo_id
+        current = cur == client_algo_id and self.state.position_state.side != "NONE"
+        if not visible and not venue_flat and not current:
+            rec["superseded"] = True  # replaced (or flat) meanwhile: its verdict flattens nothing
         self._emit(rec)
         if venue_flat:
             return  # the Sentinel found nothing left to protect
         if visible:
             self.stats["stops_confirmed"] += 1
-            old = self._replacing.pop(client_algo_id, None)
-            if old:
-                self._send(
-                    lambda: self.venue.cancel_algo(
-                        symbol=self.symbol, algo_id=None, client_algo_id=old
-                    )
-                )
+            for old in self._superseded_by(client_algo_id):
+                self._cancel_superseded(old)
             return
-        cur = self.state.position_state.sl_algo.client_algo_id
-        if cur == client_algo_id and self.state.position_state.side != "NONE":
+        if current:
             self._flatten(
                 f"protective stop {client_algo_id} not visible within {self.deadline_ms} ms"
             )
+
+    def _cancel_superseded(self, client_algo_id: str) -> None:
+        try:
+            self._send(
+                lambda: self.venue.cancel_algo(
+                    symbol=self.symbol, algo_id=None, client_algo_id=client_algo_id
+                )
+            )
+        except VenueError as exc:  # reduce-only: harmless; the next audit/recovery cleans up
+            log.warning(
+                "%s: cancel of superseded stop %s failed: %s", self.symbol, client_algo_id, exc
+            )
+
+    def _superseded_by(self, client_algo_id: str) -> list[str]:
+        """Every stop `client_algo_id` replaced, directly or through stops it replaced in turn
+        (A -> B -> C: C visible cancels B and A), oldest last; forgotten once returned."""
+        chain: list[str] = []
+        cur = client_algo_id
+        while cur in self._replacing:
+            cur = self._replacing.pop(cur)
+            if cur in chain or cur == client_algo_id:
+                break
+            chain.append(cur)
+        return chain
 
     def _do_emergency_done(self, reason: str, result: dict[str, Any]) -> None:
         step = core.on_emergency_flat(

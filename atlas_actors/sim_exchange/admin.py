@@ -152,6 +152,15 @@ class AdminApi(StreamsWire):
         if "probability" in body:
             pr = dict(body["probability"])
             faults.set_probability(str(pr.pop("kind")), float(pr.pop("p")), **pr)
+        if "exchange_cancels_algo" in body:
+            # the venue removes an open stop by itself, now (issue 13 A3); `status` one of
+            # CANCELED / EXPIRED / REJECTED / FINISHED (triggered, child unfilled: aq = 0)
+            x = dict(body["exchange_cancels_algo"])
+            removed = self.venue.exchange_cancels_algo(
+                str(x["symbol"]), str(x["client_algo_id"]), str(x.get("status", "EXPIRED"))
+            )
+            if not removed:
+                raise ValueError(f"no open algo order {x['client_algo_id']!r} on {x['symbol']}")
         if "visibility_lag_ms" in body:
             faults.visibility_lag_ms = float(body["visibility_lag_ms"])
         if "disconnect_stream" in body:

@@ -23,6 +23,11 @@ Kinds (what the caller sees, and whether the request was applied):
   unavailable           VenueUnavailable (HTTP 503 "Service Unavailable."); not applied
   invisible_algo        place_algo_stop answers NEW with an id, but the exchange lost it: it never
                         appears in get_open_algo_orders / get_algo_order and never triggers
+  exchange_cancels_algo place_algo_stop works and the stop is listed, then the venue removes it
+                        by itself (at the next open-algo read or bar after it was listed):
+                        CANCELED, EXPIRED, REJECTED or FINISHED with aq = 0 (triggered, child
+                        unfilled), with the ALGO_UPDATEs; `msg` picks one, else they take turns.
+                        `SimVenue.exchange_cancels_algo(symbol, cid, status)` does it at once.
 
 `arm` consumes one armed fault per matching call (`times` calls; times=None = forever).
 `set_probability` draws from `random.Random(seed)` of the venue, so runs are reproducible.
@@ -67,6 +72,7 @@ FAULT_KINDS = (
     "rate_limit",
     "unavailable",
     "invisible_algo",
+    "exchange_cancels_algo",
 )
 
 # Requests that change venue state (what `write_count` counts and what rejects/timeouts target).
@@ -93,6 +99,7 @@ READ_METHODS = (
     "get_algo_order",
 )
 ALL_METHODS = WRITE_METHODS + READ_METHODS
+ALGO_ONLY_KINDS = ("invisible_algo", "exchange_cancels_algo")  # faults of place_algo_stop only
 STREAMS = ("market", "user")
 
 
@@ -154,7 +161,7 @@ class FaultPlan:
 
 
 def _default_methods(kind: str) -> frozenset[str]:
-    if kind == "invisible_algo":
+    if kind in ALGO_ONLY_KINDS:
         return frozenset({"place_algo_stop"})
     if kind in ("timeout_before_apply", "timeout_after_apply", "reject"):
         return frozenset(WRITE_METHODS)
@@ -200,8 +207,8 @@ class Faults:
         self._check_kind(kind)
         if method != "*" and method not in ALL_METHODS:
             raise ValueError(f"unknown venue method {method!r}; one of {', '.join(ALL_METHODS)}")
-        if kind == "invisible_algo" and method not in ("place_algo_stop", "*"):
-            raise ValueError("invisible_algo only applies to place_algo_stop")
+        if kind in ALGO_ONLY_KINDS and method not in ("place_algo_stop", "*"):
+            raise ValueError(f"{kind} only applies to place_algo_stop")
         if times is not None and times < 1:
             raise ValueError(f"times must be >= 1 or None, got {times!r}")
         with self._lock:
@@ -281,7 +288,7 @@ class Faults:
             for a in list(self._armed):
                 if a.method not in ("*", method):
                     continue
-                if a.kind == "invisible_algo" and method != "place_algo_stop":
+                if a.kind in ALGO_ONLY_KINDS and method != "place_algo_stop":
                     continue
                 if a.kind == "latency":
                     latency += a.latency_ms

@@ -42,6 +42,7 @@ FAULTS = (
     "rate_limit",
     "unavailable",
     "invisible_algo",
+    "exchange_cancels_algo",
     "visibility_lag",
     "stream_disconnect",
 )
@@ -53,6 +54,7 @@ REPLAY_SPEED = 15000.0
 MAX_UNPROTECTED_S = 2.5
 SETTLED = ("READY", "FROZEN", "HALTED", "PAUSED")
 _PLACEMENTS = ("place_limit_postonly", "place_market", "place_algo_stop")
+_REMOVALS = ("EXPIRED", "CANCELED", "REJECTED", "FINISHED")  # how the venue removes a stop
 
 
 # ====================================================================== seeds
@@ -185,20 +187,6 @@ class JournalVenue(SimVenue):
         finally:
             self._note(kw["symbol"], kw["client_algo_id"], True)
 
-    def drop_algo(self, symbol: str, client_algo_id: str) -> bool:
-        """The exchange drops an open algo order by itself (EXPIRED), as a lost stop looks
-        from the outside. Not a request: no fault applies to it."""
-        events: list[Any] = []
-        with self._lock:
-            al = self._algos.find(symbol, None, client_algo_id)
-            if al is None or al.status != "NEW":
-                return False
-            st = self._syms[symbol]
-            self._finish_algo(st, al, "EXPIRED", events)
-            self._rewatch(st)
-        self._dispatch(events)
-        return True
-
 
 def apply_fault(venue: SimVenue, fault: str) -> None:
     """Switch one fault kind on for the rest of the case (stream: the user stream drops)."""
@@ -220,6 +208,12 @@ def apply_fault(venue: SimVenue, fault: str) -> None:
         f.set_probability("unavailable", 0.3, methods=ALL_METHODS)
     elif fault == "invisible_algo":
         f.arm("place_algo_stop", kind="invisible_algo", times=1)
+    elif fault == "exchange_cancels_algo":
+        # the next two stops placed are listed, then removed by the venue: two of CANCELED,
+        # EXPIRED, REJECTED and FINISHED with aq = 0 (which two varies with the case)
+        k = venue.write_count % len(_REMOVALS)
+        for status in (_REMOVALS[k], _REMOVALS[(k + 2) % len(_REMOVALS)]):
+            f.arm("place_algo_stop", kind="exchange_cancels_algo", msg=status)
     elif fault == "visibility_lag":
         f.visibility_lag_ms = 400.0
     elif fault == "stream_disconnect":
@@ -349,10 +343,12 @@ def start_case(
 
 
 def stop_current_stop(case: ChaosCase) -> str | None:
-    """The venue drops the position's stop by itself; returns its client id."""
+    """The venue removes the position's stop by itself (CANCELED, EXPIRED, REJECTED or
+    FINISHED with aq = 0, chosen by the case); returns its client id."""
     algos = case.view().open_algos(SYMBOL)
     if not algos:
         return None
     cid = str(algos[0]["client_algo_id"])
-    assert case.venue.drop_algo(SYMBOL, cid)
+    status = _REMOVALS[case.venue.write_count % len(_REMOVALS)]
+    assert case.venue.exchange_cancels_algo(SYMBOL, cid, status)
     return cid

@@ -248,6 +248,15 @@ def test_admin_endpoints_move_the_market_and_switch_faults() -> None:
         assert a.get_open_algo_orders("ETHUSDT") == []
         time.sleep(0.4)
         assert [x["client_algo_id"] for x in a.get_open_algo_orders("ETHUSDT")] == ["adm-sl-2"]
+        # The exchange removes an open stop by itself (triggered, child unfilled: aq = 0).
+        gone = {"symbol": "ETHUSDT", "client_algo_id": "adm-sl-2", "status": "FINISHED"}
+        r = requests.post(f"{admin}/faults", json={"exchange_cancels_algo": gone}, timeout=5)
+        assert r.status_code == 200
+        assert a.get_open_algo_orders("ETHUSDT") == []
+        assert a.get_algo_order(symbol="ETHUSDT", client_algo_id="adm-sl-2")["status"] == "FINISHED"
+        assert a.get_positions()["ETHUSDT"]["side"] == "LONG"
+        r = requests.post(f"{admin}/faults", json={"exchange_cancels_algo": gone}, timeout=5)
+        assert r.status_code == 400 and "adm-sl-2" in r.json()["error"]
         snap = requests.get(f"{admin}/snapshot", timeout=5).json()
         assert snap["symbols"]["ETHUSDT"]["pos"] == 0.01
         seen = requests.get(f"{admin}/requests", timeout=5).json()
