@@ -264,7 +264,7 @@ class AtlasTree:
     def _engine_factory(self, symbol: str, fence: threading.Event) -> Callable[[], SymbolEngine]:
         def make() -> SymbolEngine:
             port = GatewayPort(self.venue, symbol, self.lanes)
-            return SymbolEngine(
+            engine = SymbolEngine(
                 symbol,
                 venue=port,
                 emergency_venue=port.emergency,
@@ -277,6 +277,8 @@ class AtlasTree:
                 prefix=self.prefix,
                 deadline_ms=self.deadline_ms,
             )
+            engine.on_venue_close = lambda kind, rec: self._on_venue_close(symbol, kind, rec)
+            return engine
 
         return make
 
@@ -398,6 +400,10 @@ class AtlasTree:
     def _on_emergency(self, symbol: str, reason: str, result: dict[str, Any]) -> None:
         if self.alerts is not None:
             self.alerts.emergency_flat(symbol, reason, result)
+
+    def _on_venue_close(self, symbol: str, kind: str, record: dict[str, Any]) -> None:
+        if self.alerts is not None:
+            self.alerts.venue_closed(symbol, kind, record)
 
     def _on_resync(self) -> None:
         for sym in self.symbols:

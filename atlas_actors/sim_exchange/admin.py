@@ -165,6 +165,15 @@ class AdminApi(StreamsWire):
         if "http" in body:
             h = dict(body["http"])
             self.arm_http_fault(str(h.pop("path")), **h)
+        if "venue_close" in body:
+            # {"symbol": .., "kind": "liquidation" | "adl" | "settlement", "fraction": ..}
+            vc = dict(body["venue_close"])
+            frac = vc.get("fraction")
+            self.venue.venue_close(
+                str(vc["symbol"]),
+                str(vc["kind"]),
+                fraction=float(frac) if frac is not None else None,
+            )
         if body.get("expire_listen_keys"):
             for key in list(self._listen_keys):
                 if self._loop is not None:

@@ -132,6 +132,10 @@ class SimCore:
             self.request_count += 1
             if method in WRITE_METHODS:
                 self.write_count += 1
+        if self.faults.venue_close_armed() and self._holds_position():
+            kind = self.faults.take_venue_close(method)
+            if kind is not None:
+                self._venue_close_any(kind)
         plan = self.faults.draw(method)
         if plan is None:
             return None
@@ -140,6 +144,14 @@ class SimCore:
         if plan.raises_before:
             raise plan.error()
         return plan
+
+    def _holds_position(self) -> bool:
+        with self._lock:
+            return any(st.pos for st in self._syms.values())
+
+    def _venue_close_any(self, kind: str) -> bool:
+        """The exchange closes a position by itself (`SimVenueCloses`); none here."""
+        return False
 
     @staticmethod
     def _end(plan: FaultPlan | None) -> None:
