@@ -347,11 +347,15 @@ def run_service(
     sink = None
     rc = 0
     try:
+        from atlas_actors.venues.binance.account import MarginAssetMix
+
         try:
             venue, replay, before_flush = build_venue(cfg, secrets, store)
         except LiveModeRefused as exc:
             print(f"atlas run: refused: {exc}", file=sys.stderr)
             return 2
+        except MarginAssetMix as exc:
+            raise StartupFailed(str(exc)) from None
         check_symbols_listed(venue, list(cfg.run.symbols))
         if cfg.run.mode == "live":
             from atlas_actors.selfcheck import run_selfcheck

@@ -165,6 +165,11 @@ class AdminApi(StreamsWire):
         if "http" in body:
             h = dict(body["http"])
             self.arm_http_fault(str(h.pop("path")), **h)
+        if "wallet" in body:  # {"USDC": 1000, "BNB": 2}: rows of a multi-asset wallet
+            for asset, amount in dict(body["wallet"]).items():
+                self.venue.set_wallet(str(asset), float(amount))
+        if "multi_assets_margin" in body:
+            self.venue.set_multi_assets_margin(bool(body["multi_assets_margin"]))
         if "venue_close" in body:
             # {"symbol": .., "kind": "liquidation" | "adl" | "settlement", "fraction": ..}
             vc = dict(body["venue_close"])

@@ -47,6 +47,7 @@ FAULTS = (
     "liquidation",
     "adl",
     "settlement",
+    "multi_asset_wallet",
 )
 REPLAY_BARS = 24
 # x real time: one 5m bar every 20 ms, so a restarted actor still sees most of the replay
@@ -227,6 +228,11 @@ def apply_fault(venue: SimVenue, fault: str) -> None:
         f.visibility_lag_ms = 400.0
     elif fault == "stream_disconnect":
         f.disconnect_stream("user")
+    elif fault == "multi_asset_wallet":
+        # other rows next to the margin asset's: sizing must read the margin pool only
+        other = "USDC" if venue.asset != "USDC" else "USDT"
+        venue.set_wallet(other, 5 * float(venue.get_balances()["wallet_balance"]))
+        venue.set_wallet("BNB", 2.0)
     elif fault in VENUE_CLOSE_FAULTS:
         # the exchange closes the position (ADL: half of it) while a stop is being placed
         # for it: the stop just sent must go too (or follow the size that is left)
@@ -240,6 +246,8 @@ def fault_injected(venue: SimVenue, fault: str) -> int:
         return int(bool(venue.faults.visibility_lag_ms)) or venue.write_count
     if fault == "stream_disconnect":
         return venue.faults.injected["stream_disconnect"]
+    if fault == "multi_asset_wallet":
+        return len(venue.get_balances()["assets"]) - 1
     return venue.faults.injected[fault]
 
 

@@ -87,7 +87,7 @@ def test_unusable_admin_socket_path_exits_2_naming_it(tmp_path):
 
 
 def test_a_symbol_the_venue_does_not_trade_is_refused_before_any_actor(tmp_path):
-    exchange = SimExchange(tmp_path / "simx.log", symbols=("BTCUSDC", "XRPUSDT"))
+    exchange = SimExchange(tmp_path / "simx.log", symbols=("BTCUSDT", "XRPUSDT"))
     try:
         proc = subprocess.run(
             _atlas(
@@ -96,7 +96,7 @@ def test_a_symbol_the_venue_does_not_trade_is_refused_before_any_actor(tmp_path)
                 "--venue-url",
                 exchange.url,
                 "--symbols",
-                "BTCUSDC,LTCBTC,XRPUSDT,NOPEUSDT",
+                "BTCUSDT,LTCBTC,XRPUSDT,NOPEUSDT",
             )
             + _dirs(tmp_path)
             + ["--no-admin", "--quiet", "--run-seconds", "30"],
@@ -110,9 +110,27 @@ def test_a_symbol_the_venue_does_not_trade_is_refused_before_any_actor(tmp_path)
         exchange.stop()
     assert proc.returncode == 2, proc.stderr[-2000:]
     line = _one_line_error(proc.stderr)
-    assert "LTCBTC, NOPEUSDT" in line and "BTCUSDC" not in line, line
+    assert "LTCBTC, NOPEUSDT" in line and "BTCUSDT" not in line, line
     records = tmp_path / "logs" / "records.jsonl"
     assert not records.exists() or not records.read_text().strip()  # no actor ever ran
+
+
+def test_usdc_and_usdt_symbols_in_one_instance_are_refused_at_start(tmp_path):
+    """Each margin asset is its own pool: one instance sizes from one (issue 13 B8)."""
+    url = f"http://127.0.0.1:{_closed_port()}"
+    proc = subprocess.run(
+        _atlas("--venue", "sim-exchange", "--venue-url", url, "--symbols", "BTCUSDC,XRPUSDT")
+        + _dirs(tmp_path)
+        + ["--no-admin", "--quiet"],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = _one_line_error(proc.stderr)
+    assert "USDC: BTCUSDC; USDT: XRPUSDT" in line and "margin asset" in line, line
 
 
 def _start_slow_paper_run(tmp_path: Path) -> subprocess.Popen[str]:

@@ -56,6 +56,9 @@ class SimCore:
         self.write_count = 0  # write requests received (recover_protection CONFIRMED adds none)
         self.request_count = 0
         self._wallet = float(starting_balance)
+        self._other_wallets: dict[str, float] = {}  # the wallet's other rows (USDC, BNB, ...)
+        self.multi_assets_margin = False
+        self.asset_usd_prices: dict[str, float] = {"USDT": 1.0, "USDC": 1.0, "BNB": 600.0}
         self._fees_paid = 0.0
         self._funding_paid = 0.0  # positive = paid by us
         self._sim_ms = 0
