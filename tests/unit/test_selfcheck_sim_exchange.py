@@ -60,6 +60,7 @@ def test_selfcheck_passes_against_the_sim_exchange(exchange, tmp_path, capsys, m
     assert code == 0, report
     lines = {line["name"]: line for line in report["lines"]}
     assert lines["position mode"]["reason"] == "one-way"
+    assert "has the algo methods" in lines["python-binance"]["reason"]
     assert "placed, visible, cancelled" in lines["Algo conditional orders"]["reason"]
     assert "CONNECTED" in lines["stream connectivity"]["reason"]
     assert report["venue"] == exchange.rest_url
