@@ -299,18 +299,23 @@ def check_symbols_listed(venue: Any, symbols: list[str]) -> None:
     from atlas_actors.venues.base import VenueError
 
     missing = []
+    status_of = getattr(venue, "symbol_status", None)
     for sym in symbols:
         try:
             if hasattr(venue, "get_symbol_filters"):
                 venue.get_symbol_filters(sym)
             else:
                 venue.get_filters(sym)
+            status = status_of(sym) if callable(status_of) else "TRADING"
         except KeyError:
             missing.append(sym)
         except VenueError as exc:
             if exc.code != -1121:
                 raise
             missing.append(sym)
+        else:
+            if status != "TRADING":
+                missing.append(f"{sym} ({status})")
     if missing:
         raise StartupFailed(
             f"the venue does not trade {', '.join(missing)} (not listed, or not TRADING); "

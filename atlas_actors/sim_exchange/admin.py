@@ -165,6 +165,9 @@ class AdminApi(StreamsWire):
         if "http" in body:
             h = dict(body["http"])
             self.arm_http_fault(str(h.pop("path")), **h)
+        if "symbol_status" in body:  # {"SYM": "SETTLING"}: delisted (or not yet trading)
+            for sym, status in dict(body["symbol_status"]).items():
+                self.venue.set_symbol_status(str(sym), str(status))
         if "wallet" in body:  # {"USDC": 1000, "BNB": 2}: rows of a multi-asset wallet
             for asset, amount in dict(body["wallet"]).items():
                 self.venue.set_wallet(str(asset), float(amount))

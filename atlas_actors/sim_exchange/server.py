@@ -20,6 +20,7 @@ trading process (and itself). Admin endpoints (tests, chaos; loopback only, no a
                            "http": {"path", "method", "status", "code", "msg", "times",
                                     "after_apply", "retry_after"}, "expire_listen_keys": true,
                            "wallet": {"USDC": n, "BNB": n}, "multi_assets_margin": bool,
+                           "symbol_status": {"SYM": "SETTLING"},
                            "venue_close": {"symbol", "kind": liquidation|adl|settlement,
                                            "fraction"}}   (arm kinds liquidation/adl/settlement
                            to have the venue close a position at a later request)

@@ -115,6 +115,32 @@ def test_a_symbol_the_venue_does_not_trade_is_refused_before_any_actor(tmp_path)
     assert not records.exists() or not records.read_text().strip()  # no actor ever ran
 
 
+def test_a_symbol_listed_but_not_trading_is_refused_before_any_actor(tmp_path):
+    """Issue 13 A10: a delisted symbol stays in exchangeInfo with a status other than
+    TRADING. Failed before: only unknown symbols (-1121) were refused."""
+    exchange = SimExchange(tmp_path / "simx.log", symbols=("BTCUSDT", "XRPUSDT"))
+    try:
+        exchange.admin("faults", {"symbol_status": {"XRPUSDT": "SETTLING"}})
+        proc = subprocess.run(
+            _atlas("--venue", "sim-exchange", "--venue-url", exchange.url)
+            + ["--symbols", "BTCUSDT,XRPUSDT"]
+            + _dirs(tmp_path)
+            + ["--no-admin", "--quiet", "--run-seconds", "30"],
+            cwd=ROOT,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=HANG,
+        )
+    finally:
+        exchange.stop()
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = _one_line_error(proc.stderr)
+    assert "XRPUSDT (SETTLING)" in line and "BTCUSDT" not in line, line
+    records = tmp_path / "logs" / "records.jsonl"
+    assert not records.exists() or not records.read_text().strip()  # no actor ever ran
+
+
 def test_usdc_and_usdt_symbols_in_one_instance_are_refused_at_start(tmp_path):
     """Each margin asset is its own pool: one instance sizes from one (issue 13 B8)."""
     url = f"http://127.0.0.1:{_closed_port()}"

@@ -179,6 +179,9 @@ class BinanceAdapter:
         """tick_size, step_size, min_qty, min_notional of `symbol` (selfcheck uses this)."""
         return self._market.get_symbol_filters(symbol)
 
+    def symbol_status(self, symbol: str) -> str:
+        return self._market.symbol_status(symbol)
+
     def margin_asset(self, symbol: str) -> str:
         return self._market.margin_asset(symbol)
 

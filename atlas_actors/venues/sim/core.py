@@ -56,6 +56,7 @@ class SimCore:
         self.write_count = 0  # write requests received (recover_protection CONFIRMED adds none)
         self.request_count = 0
         self._wallet = float(starting_balance)
+        self._status: dict[str, str] = {}  # exchangeInfo status when not TRADING
         self._other_wallets: dict[str, float] = {}  # the wallet's other rows (USDC, BNB, ...)
         self.multi_assets_margin = False
         self.asset_usd_prices: dict[str, float] = {"USDT": 1.0, "USDC": 1.0, "BNB": 600.0}
@@ -202,6 +203,16 @@ class SimCore:
             "min_qty": f.min_qty,
             "min_notional": f.min_notional,
         }
+
+    def set_symbol_status(self, symbol: str, status: str) -> None:
+        """exchangeInfo `status` of `symbol` (TRADING, SETTLING, PENDING_TRADING, CLOSE,
+        ...): anything but TRADING is a delisted / not yet listed symbol."""
+        with self._lock:
+            self._sym(symbol)
+            self._status[symbol] = str(status).upper()
+
+    def symbol_status(self, symbol: str) -> str:
+        return self._status.get(symbol, "TRADING")
 
     def symbols(self) -> list[str]:
         """Every symbol the venue has seen (fed, priced, traded or configured)."""

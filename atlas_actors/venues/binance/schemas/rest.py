@@ -104,13 +104,14 @@ def symbol_entry_wire(
     min_notional: str,
     max_qty: str = "1000000",
     quote_asset: str | None = None,
+    status: str = "TRADING",
 ) -> dict[str, Any]:
     quote = quote_asset or _quote_of(symbol)
     return {
         "symbol": symbol,
         "pair": symbol,
         "contractType": "PERPETUAL",
-        "status": "TRADING",
+        "status": status,
         "baseAsset": symbol[: -len(quote)] if symbol.endswith(quote) else symbol,
         "quoteAsset": quote,
         "marginAsset": quote,
