@@ -64,11 +64,15 @@ VENUE_CLOSE_IDS = (
 )
 
 
-def venue_close_kind(client_id: str) -> str | None:
-    """ "liquidation", "adl" or "settlement" when `client_id` is one the exchange gives the
-    orders it sends itself to close a position; None for any other id (ours or a person's)."""
+def venue_close_kind(client_id: str, execution_type: str) -> str | None:
+    """The kind ("liquidation", "adl", "settlement") when an ORDER_TRADE_UPDATE's client id
+    (and execution type) is one the exchange gives the orders it sends itself to close a
+    position; None for any other (ours, a person's, a triggered stop's child). A liquidation
+    is `autoclose-…` *and* x = CALCULATED: a TRADE under such an id is not taken for one."""
     for head, kind in VENUE_CLOSE_IDS:
         if client_id.startswith(head):
+            if kind == "liquidation" and execution_type != "CALCULATED":
+                return None
             return kind
     return None
 

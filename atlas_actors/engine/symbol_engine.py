@@ -249,7 +249,7 @@ class SymbolEngine(VenueCommands, Recovery):
         return self.now()
 
     def _do_order_update(self, upd: OrderUpdate) -> None:
-        closed_by = venue_close_kind(upd.client_order_id)
+        closed_by = venue_close_kind(upd.client_order_id, upd.execution_type)
         # The venue's own closes may reuse one client id ("adl_autoclose") for orders with
         # different ids: de-duplicate those by the venue's order id.
         key = (upd.order_id or upd.client_order_id) if closed_by else upd.client_order_id

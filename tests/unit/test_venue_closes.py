@@ -62,12 +62,19 @@ def _venue_update(name: str, state: SymbolState, qty: float, price: float) -> Or
     ],
 )
 def test_fixture_client_ids_name_the_venue_close(name, kind):
-    assert venue_close_kind(_fixture_update(name).client_order_id) == kind
+    upd = _fixture_update(name)
+    assert venue_close_kind(upd.client_order_id, upd.execution_type) == kind
 
 
 @pytest.mark.parametrize("cid", ["atl-ADABTC-3-t1", "algo-5000001", "ext-chaos-1", ""])
 def test_other_client_ids_are_no_venue_close(cid):
-    assert venue_close_kind(cid) is None
+    assert venue_close_kind(cid, "CALCULATED") is None
+
+
+def test_an_autoclose_id_without_calculated_is_no_liquidation():
+    """A liquidation is `autoclose-…` with x = CALCULATED; a TRADE under such an id (a stop's
+    child, as some models name it) goes the way of a stop child's fill."""
+    assert venue_close_kind("autoclose-x", "TRADE") is None
 
 
 @pytest.mark.parametrize("stage", POSITION_STAGES)
@@ -87,7 +94,7 @@ def test_a_whole_venue_close_flattens_the_shard_and_cancels_its_protection(stage
     assert tps <= {c.client_order_id for c in step.commands if isinstance(c, CancelOrder)}
     risk = [r for r in step.records if r["kind"] == "risk" and r["event_type"] == "EMERGENCY_FLAT"]
     assert len(risk) == 1, step.records
-    assert venue_close_kind(upd.client_order_id) in risk[0]["reason"]
+    assert venue_close_kind(upd.client_order_id, upd.execution_type) in risk[0]["reason"]
     assert risk[0]["order_ids"] == [upd.order_id]
 
 

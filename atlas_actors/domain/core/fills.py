@@ -30,12 +30,6 @@ def on_order_update(
     terminal = upd.status in TERMINAL
     prefix, tick, step, min_qty, min_notional = fill_args(ctx)
 
-    closed_by = venue_close_kind(cid)
-    if closed_by is not None:
-        if fq > 0 and has_position(state.position_state):
-            _venue_closed(tx, closed_by, upd, fq, fp, ctx, params, now)
-        return Step(tx.st, tx.commands, tx.records)
-
     entry = pend.get("entry")
     if upd.order_id:
         _note_order_id(tx, cid, str(upd.order_id))
@@ -114,6 +108,14 @@ def on_order_update(
                 now,
                 mark=ctx.mark_price,
             )
+        return Step(tx.st, tx.commands, tx.records)
+
+    # After our own ids and the stop children (matched by order id, whatever client id the
+    # venue gave the child): the exchange's own closes.
+    closed_by = venue_close_kind(cid, upd.execution_type)
+    if closed_by is not None:
+        if fq > 0 and has_position(state.position_state):
+            _venue_closed(tx, closed_by, upd, fq, fp, ctx, params, now)
         return Step(tx.st, tx.commands, tx.records)
 
     if fq > 0 and has_position(state.position_state):
