@@ -1,4 +1,5 @@
-"""Alerts to Sentry: actor crashes, restart-intensity HALT, EMERGENCY_FLAT, live selfcheck failure.
+"""Alerts to Sentry: actor crashes, restart-intensity HALT, EMERGENCY_FLAT, the venue's own closes
+(liquidation, ADL, settlement), live selfcheck failure.
 
 Off (every method a no-op that still records `(kind, tags)` in `alerts.sent`) when no DSN is
 configured. When on, Atlas uses its own `sentry_sdk.Client`, not the global `sentry_sdk.init`:
@@ -159,6 +160,16 @@ class Alerts:
             level="error",
             message=f"{symbol}: {reason}",
             extra={"reason": reason},
+        )
+
+    def venue_closed(self, symbol: str, kind: str, details: Mapping[str, Any]) -> None:
+        """The exchange closed (part of) a position itself: liquidation, ADL or settlement."""
+        self._capture(
+            "venue_closed",
+            {"symbol": symbol, "venue_close": kind},
+            level="fatal" if kind == "liquidation" else "error",
+            message=f"{kind.upper()} {symbol}: {details.get('reason', '')}",
+            extra={"kind": kind, "details": dict(details)},
         )
 
     def storage_failed(self, reason: str) -> None:

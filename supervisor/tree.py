@@ -19,7 +19,6 @@ exchange).
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -38,48 +37,11 @@ from atlas_actors.domain.lifecycle import R_ENTRY
 from atlas_actors.domain.txn import client_id_head, role_of
 from atlas_actors.engine import SymbolEngine
 from atlas_actors.venues.base import VenueError
+from supervisor.children import CRASH_ALERT_EVERY_S, CRASH_LOG_MAX, Child, restart_delay
 
-log = logging.getLogger("atlas.supervisor")
-
-
-CRASH_LOG_MAX = 200  # the newest crashes kept for `atlas admin status` and post-mortems
-CRASH_ALERT_EVERY_S = 300.0  # one symbol's repeated crashes alert at most this often
 WATCH_HANDOVER_S = 0.5  # the Sentinel must take a visibility check this fast, else inline
 
-
-def restart_delay(
-    crashes_in_window: int,
-    *,
-    halted: bool,
-    base_s: float,
-    max_s: float,
-    rng: Callable[[], float] = random.random,
-) -> float:
-    """Back-off before restarting a crashed symbol actor: the first crash restarts at once
-    (recovery must not wait), then base, 2x base, 4x base ... capped at max, with +-20 %
-    jitter so that symbols failing together do not retry in lock-step. A HALTED symbol that
-    crashes again waits the cap: it keeps its protection but must not crash-loop."""
-    if halted:
-        delay = max_s
-    elif crashes_in_window <= 1:
-        return 0.0
-    else:
-        delay = min(max_s, base_s * 2 ** (crashes_in_window - 2))
-    return float(delay * (0.8 + 0.4 * rng()))
-
-
-class Child:
-    def __init__(self, symbol: str) -> None:
-        self.symbol = symbol
-        self.ref: pykka.ActorRef[Any] | None = None
-        self.restarts: deque[float] = deque()
-        self.halted = False
-        self.status = sa.STARTING
-        self.restart_count = 0
-        self.fence = threading.Event()  # set when this child's current instance is replaced
-        self.generation = 0  # bumped by every (re)start: a delayed restart that lost its turn
-        self.last_alert_at = float("-inf")
-        self.alerts_suppressed = 0
+log = logging.getLogger("atlas.supervisor")
 
 
 class AtlasTree:
@@ -266,7 +228,7 @@ class AtlasTree:
     def _engine_factory(self, symbol: str, fence: threading.Event) -> Callable[[], SymbolEngine]:
         def make() -> SymbolEngine:
             port = GatewayPort(self.venue, symbol, self.lanes)
-            return SymbolEngine(
+            engine = SymbolEngine(
                 symbol,
                 venue=port,
                 emergency_venue=port.emergency,
@@ -279,6 +241,8 @@ class AtlasTree:
                 prefix=self.prefix,
                 deadline_ms=self.deadline_ms,
             )
+            engine.on_venue_close = lambda kind, rec: self._on_venue_close(symbol, kind, rec)
+            return engine
 
         return make
 
@@ -431,6 +395,10 @@ class AtlasTree:
         notify = getattr(self.alerts, "stop_unconfirmed", None)
         if notify is not None:
             notify(symbol, reason)
+
+    def _on_venue_close(self, symbol: str, kind: str, record: dict[str, Any]) -> None:
+        if self.alerts is not None:
+            self.alerts.venue_closed(symbol, kind, record)
 
     def _on_resync(self) -> None:
         for sym in self.symbols:

@@ -154,7 +154,19 @@ class EventRouter:
             elif isinstance(event, StreamStatus):
                 self._on_stream_status(event)
             elif isinstance(event, AccountUpdate):
-                pass  # balances are read through the account view
+                # balances are read through the account view; positions are checked by the
+                # symbol's actor (a change no fill of ours explains must not go unnoticed)
+                for key, pos in event.positions.items():
+                    if ":" in key:
+                        continue  # a hedge-mode row: Atlas runs one-way
+                    self._tell(
+                        str(pos.get("symbol") or key),
+                        {
+                            "msg": "venue_position",
+                            "side": str(pos.get("side") or "NONE"),
+                            "qty": float(pos.get("qty") or 0.0),
+                        },
+                    )
         except Exception:  # noqa: BLE001 - a bad event must not kill the stream thread
             log.exception("feed: cannot dispatch %r", event)
 

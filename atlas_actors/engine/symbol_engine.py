@@ -26,6 +26,7 @@ from atlas_actors.domain import core
 from atlas_actors.domain.commands import LogRecord, PlaceLimit, PlaceMarket, SetCooldown
 from atlas_actors.domain.events import AlgoUpdate, OrderUpdate
 from atlas_actors.domain.records import SymbolState, state_to_dict_reusing
+from atlas_actors.domain.txn import venue_close_kind
 from atlas_actors.engine.commands import VenueCommands
 from atlas_actors.engine.emergency import FlattenFailed, close_at_market
 from atlas_actors.engine.ledger import TradeLedger
@@ -115,6 +116,8 @@ class SymbolEngine(VenueCommands, Recovery):
         self.ledger = TradeLedger(symbol, prefix, now=self.now, emit=self._emit)
         self.on_state_change: Callable[[SymbolState], None] | None = None
         self.on_emergency: Callable[[str], None] | None = None  # the actor freezes itself
+        # the exchange closed (part of) the position itself: (kind, risk record) -> an alert
+        self.on_venue_close: Callable[[str, dict[str, Any]], None] | None = None
         self.stats = {"bars": 0, "orders": 0, "stops_placed": 0, "stops_confirmed": 0}
 
     # ------------------------------------------------------------------ inputs
@@ -258,7 +261,11 @@ class SymbolEngine(VenueCommands, Recovery):
         return self.now()
 
     def _do_order_update(self, upd: OrderUpdate) -> None:
-        key = upd.client_order_id or upd.order_id
+        closed_by = venue_close_kind(upd.client_order_id, upd.execution_type)
+        # The venue's own closes may reuse one client id ("adl_autoclose") for orders with
+        # different ids: de-duplicate those by the venue's order id.
+        key = (upd.order_id or upd.client_order_id) if closed_by else upd.client_order_id
+        key = key or upd.order_id
         seen = self._seen_exec.get(key, 0.0)
         if upd.executed_qty < seen - 1e-12:
             return
@@ -289,6 +296,10 @@ class SymbolEngine(VenueCommands, Recovery):
             self.state = step.state
             self.ledger.on_fill(upd, new_fill, self.state.position_state)
         self._commit(step)
+        if closed_by is not None and self.on_venue_close is not None:
+            for rec in step.records:
+                if rec.get("kind") == "risk" and str(rec.get("reason")).startswith(closed_by):
+                    self.on_venue_close(closed_by, rec)
 
     def _do_algo_update(self, upd: AlgoUpdate) -> None:
         if upd.order_id:

@@ -174,6 +174,23 @@ class AdminApi(StreamsWire):
         if "http" in body:
             h = dict(body["http"])
             self.arm_http_fault(str(h.pop("path")), **h)
+        if "symbol_status" in body:  # {"SYM": "SETTLING"}: delisted (or not yet trading)
+            for sym, status in dict(body["symbol_status"]).items():
+                self.venue.set_symbol_status(str(sym), str(status))
+        if "wallet" in body:  # {"USDC": 1000, "BNB": 2}: rows of a multi-asset wallet
+            for asset, amount in dict(body["wallet"]).items():
+                self.venue.set_wallet(str(asset), float(amount))
+        if "multi_assets_margin" in body:
+            self.venue.set_multi_assets_margin(bool(body["multi_assets_margin"]))
+        if "venue_close" in body:
+            # {"symbol": .., "kind": "liquidation" | "adl" | "settlement", "fraction": ..}
+            vc = dict(body["venue_close"])
+            frac = vc.get("fraction")
+            self.venue.venue_close(
+                str(vc["symbol"]),
+                str(vc["kind"]),
+                fraction=float(frac) if frac is not None else None,
+            )
         if body.get("expire_listen_keys"):
             for key in list(self._listen_keys):
                 if self._loop is not None:

@@ -18,7 +18,12 @@ trading process (and itself). Admin endpoints (tests, chaos; loopback only, no a
                            "visibility_lag_ms": n, "disconnect_stream": "user",
                            "reconnect_stream": "all", "clock_skew_ms": n, "weight_limit": n,
                            "http": {"path", "method", "status", "code", "msg", "times",
-                                    "after_apply", "retry_after"}, "expire_listen_keys": true}
+                                    "after_apply", "retry_after"}, "expire_listen_keys": true,
+                           "wallet": {"USDC": n, "BNB": n}, "multi_assets_margin": bool,
+                           "symbol_status": {"SYM": "SETTLING"},
+                           "venue_close": {"symbol", "kind": liquidation|adl|settlement,
+                                           "fraction"}}   (arm kinds liquidation/adl/settlement
+                           to have the venue close a position at a later request)
     POST /admin/price     {"symbol", "price"} and/or {"symbol", "mark_price"}
     POST /admin/feed_bar  {"symbol", "bar": {open_time, open, high, low, close, volume, close_time}}
     POST /admin/symbol    {"symbol", "tick_size", "step_size", "min_qty", "min_notional"}

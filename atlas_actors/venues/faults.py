@@ -28,6 +28,10 @@ Kinds (what the caller sees, and whether the request was applied):
                         CANCELED, EXPIRED, REJECTED or FINISHED with aq = 0 (triggered, child
                         unfilled), with the ALGO_UPDATEs; `msg` picks one, else they take turns.
                         `SimVenue.exchange_cancels_algo(symbol, cid, status)` does it at once.
+  liquidation, adl,     the exchange closes a position by itself (`SimVenue.venue_close`) at the
+  settlement            next matching call made while some symbol holds a position (the call
+                        itself then proceeds cleanly): liquidation and settlement close all of it,
+                        ADL half; only `arm`, and only consumed when it acted
 
 `arm` consumes one armed fault per matching call (`times` calls; times=None = forever).
 `set_probability` draws from `random.Random(seed)` of the venue, so runs are reproducible.
@@ -56,6 +60,7 @@ __all__ = [
     "ALL_METHODS",
     "BINANCE_MESSAGES",
     "FAULT_KINDS",
+    "VENUE_CLOSE_FAULTS",
     "READ_METHODS",
     "STREAMS",
     "WRITE_METHODS",
@@ -73,7 +78,12 @@ FAULT_KINDS = (
     "unavailable",
     "invisible_algo",
     "exchange_cancels_algo",
+    "liquidation",
+    "adl",
+    "settlement",
 )
+# Kinds that are something the venue does, not what happens to the call they ride on.
+VENUE_CLOSE_FAULTS = ("liquidation", "adl", "settlement")
 
 # Requests that change venue state (what `write_count` counts and what rejects/timeouts target).
 WRITE_METHODS = (
@@ -227,6 +237,8 @@ class Faults:
     ) -> None:
         """Inject `kind` into each call of `methods` with probability `p` (0 switches it off)."""
         self._check_kind(kind)
+        if kind in VENUE_CLOSE_FAULTS:
+            raise ValueError(f"{kind} is a venue action: arm it (faults.arm), no probability")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"probability must be within [0, 1], got {p!r}")
         ms = frozenset(methods) if methods is not None else _default_methods(kind)
@@ -290,6 +302,8 @@ class Faults:
                     continue
                 if a.kind in ALGO_ONLY_KINDS and method != "place_algo_stop":
                     continue
+                if a.kind in VENUE_CLOSE_FAULTS:
+                    continue  # taken by `take_venue_close`, not an outcome of this call
                 if a.kind == "latency":
                     latency += a.latency_ms
                 elif chosen is None:
@@ -326,6 +340,24 @@ class Faults:
             msg=chosen.msg,
             retry_after=chosen.retry_after,
         )
+
+    def venue_close_armed(self) -> bool:
+        return any(a.kind in VENUE_CLOSE_FAULTS for a in self._armed)
+
+    def take_venue_close(self, method: str) -> str | None:
+        """The armed venue close that applies to a call of `method` (consumed), if any. The
+        caller asks only when there is a position to close."""
+        with self._lock:
+            for a in self._armed:
+                if a.kind not in VENUE_CLOSE_FAULTS or a.method not in ("*", method):
+                    continue
+                self.injected[a.kind] += 1
+                if a.remaining is not None:
+                    a.remaining -= 1
+                    if a.remaining <= 0:
+                        self._armed.remove(a)
+                return a.kind
+        return None
 
     def lag_visible_at(self) -> float:
         """The lag-clock time (s) from which an algo placed now becomes visible."""

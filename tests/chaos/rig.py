@@ -25,7 +25,7 @@ from atlas_actors.domain.params import default_params
 from atlas_actors.engine import SymbolEngine
 from atlas_actors.events import MemorySink
 from atlas_actors.venues import replay as rp
-from atlas_actors.venues.faults import ALL_METHODS, WRITE_METHODS
+from atlas_actors.venues.faults import ALL_METHODS, VENUE_CLOSE_FAULTS, WRITE_METHODS
 from atlas_actors.venues.filters import default_filters_for
 from atlas_actors.venues.sim import SimVenue
 from tests.integration.tree_harness import TreeRig, wait_for
@@ -45,6 +45,10 @@ FAULTS = (
     "exchange_cancels_algo",
     "visibility_lag",
     "stream_disconnect",
+    "liquidation",
+    "adl",
+    "settlement",
+    "multi_asset_wallet",
 )
 REPLAY_BARS = 24
 # x real time: one 5m bar every 20 ms, so a restarted actor still sees most of the replay
@@ -218,6 +222,15 @@ def apply_fault(venue: SimVenue, fault: str) -> None:
         f.visibility_lag_ms = 400.0
     elif fault == "stream_disconnect":
         f.disconnect_stream("user")
+    elif fault == "multi_asset_wallet":
+        # other rows next to the margin asset's: sizing must read the margin pool only
+        other = "USDC" if venue.asset != "USDC" else "USDT"
+        venue.set_wallet(other, 5 * float(venue.get_balances()["wallet_balance"]))
+        venue.set_wallet("BNB", 2.0)
+    elif fault in VENUE_CLOSE_FAULTS:
+        # the exchange closes the position (ADL: half of it) while a stop is being placed
+        # for it: the stop just sent must go too (or follow the size that is left)
+        f.arm("place_algo_stop", kind=fault, times=1)
     else:
         raise ValueError(f"unknown fault {fault!r}")
 
@@ -227,6 +240,8 @@ def fault_injected(venue: SimVenue, fault: str) -> int:
         return int(bool(venue.faults.visibility_lag_ms)) or venue.write_count
     if fault == "stream_disconnect":
         return venue.faults.injected["stream_disconnect"]
+    if fault == "multi_asset_wallet":
+        return len(venue.get_balances()["assets"]) - 1
     return venue.faults.injected[fault]
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from atlas_actors.domain.stops import StopSpec
 from atlas_actors.venues.base import AuthError, EventHandler, VenueEvent
-from atlas_actors.venues.binance.account import Account
+from atlas_actors.venues.binance.account import Account, margin_asset_of_symbols
 from atlas_actors.venues.binance.algos import AlgoOrders
 from atlas_actors.venues.binance.http import BinanceHttp, WeightGovernor
 from atlas_actors.venues.binance.market import MarketData
@@ -91,6 +91,8 @@ class BinanceAdapter:
         self.testnet = testnet
         self.interval = interval
         self.symbols = tuple(s.upper() for s in (symbols or ()))
+        # sizing reads this asset's pool; symbols of two pools are refused here (MarginAssetMix)
+        self.pool_asset = margin_asset_of_symbols(self.symbols)
         self._http = BinanceHttp(
             api_key,
             api_secret,
@@ -107,7 +109,7 @@ class BinanceAdapter:
         )
         self._tracker = OpenTracker()
         self._market = MarketData(self._http)
-        self._account = Account(self._http, self.symbols)
+        self._account = Account(self._http, self.symbols, self.pool_asset)
         self._orders = Orders(self._http, self._market, self._tracker)
         self._algos = AlgoOrders(self._http, self._market, self._tracker)
         self._listeners: tuple[EventHandler, ...] = ()
@@ -176,6 +178,9 @@ class BinanceAdapter:
     def get_symbol_filters(self, symbol: str) -> dict[str, float]:
         """tick_size, step_size, min_qty, min_notional of `symbol` (selfcheck uses this)."""
         return self._market.get_symbol_filters(symbol)
+
+    def symbol_status(self, symbol: str) -> str:
+        return self._market.symbol_status(symbol)
 
     def margin_asset(self, symbol: str) -> str:
         return self._market.margin_asset(symbol)

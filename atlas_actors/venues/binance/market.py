@@ -32,6 +32,7 @@ class MarketData:
         self._http = http
         self._filters: dict[str, SymbolFilters] = {}
         self._margin_assets: dict[str, str] = {}
+        self._statuses: dict[str, str] = {}
         self._filters_lock = threading.Lock()
 
     # ------------------------------------------------------------------ exchangeInfo
@@ -55,6 +56,7 @@ class MarketData:
         with self._filters_lock:
             self._filters = filters
             self._margin_assets = {s: e["margin_asset"] for s, e in parsed["symbols"].items()}
+            self._statuses = {s: e["status"] for s, e in parsed["symbols"].items()}
         self._http.governor.limit = int(parsed["request_weight_limit"])
 
     def filters_for(self, symbol: str) -> SymbolFilters:
@@ -75,6 +77,11 @@ class MarketData:
             "min_qty": f.min_qty,
             "min_notional": f.min_notional,
         }
+
+    def symbol_status(self, symbol: str) -> str:
+        """exchangeInfo `status` (TRADING, SETTLING, CLOSE, ...); -1121 when not listed."""
+        self.filters_for(symbol)
+        return self._statuses.get(symbol, "TRADING")
 
     def margin_asset(self, symbol: str) -> str:
         self.filters_for(symbol)

@@ -56,6 +56,10 @@ class SimCore:
         self.write_count = 0  # write requests received (recover_protection CONFIRMED adds none)
         self.request_count = 0
         self._wallet = float(starting_balance)
+        self._status: dict[str, str] = {}  # exchangeInfo status when not TRADING
+        self._other_wallets: dict[str, float] = {}  # the wallet's other rows (USDC, BNB, ...)
+        self.multi_assets_margin = False
+        self.asset_usd_prices: dict[str, float] = {"USDT": 1.0, "USDC": 1.0, "BNB": 600.0}
         self._fees_paid = 0.0
         self._funding_paid = 0.0  # positive = paid by us
         self._sim_ms = 0
@@ -132,6 +136,10 @@ class SimCore:
             self.request_count += 1
             if method in WRITE_METHODS:
                 self.write_count += 1
+        if self.faults.venue_close_armed() and self._holds_position():
+            kind = self.faults.take_venue_close(method)
+            if kind is not None:
+                self._venue_close_any(kind)
         plan = self.faults.draw(method)
         if plan is None:
             return None
@@ -140,6 +148,14 @@ class SimCore:
         if plan.raises_before:
             raise plan.error()
         return plan
+
+    def _holds_position(self) -> bool:
+        with self._lock:
+            return any(st.pos for st in self._syms.values())
+
+    def _venue_close_any(self, kind: str) -> bool:
+        """The exchange closes a position by itself (`SimVenueCloses`); none here."""
+        return False
 
     @staticmethod
     def _end(plan: FaultPlan | None) -> None:
@@ -187,6 +203,16 @@ class SimCore:
             "min_qty": f.min_qty,
             "min_notional": f.min_notional,
         }
+
+    def set_symbol_status(self, symbol: str, status: str) -> None:
+        """exchangeInfo `status` of `symbol` (TRADING, SETTLING, PENDING_TRADING, CLOSE,
+        ...): anything but TRADING is a delisted / not yet listed symbol."""
+        with self._lock:
+            self._sym(symbol)
+            self._status[symbol] = str(status).upper()
+
+    def symbol_status(self, symbol: str) -> str:
+        return self._status.get(symbol, "TRADING")
 
     def symbols(self) -> list[str]:
         """Every symbol the venue has seen (fed, priced, traded or configured)."""

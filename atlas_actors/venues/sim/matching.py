@@ -143,8 +143,10 @@ class SimMatching(SimAccount):
         price: float,
         fee_bps: float,
         events: list[VenueEvent],
+        exec_type: str = "TRADE",
     ) -> None:
-        """Fill `qty` of order `o` at `price` and record the fill on the order and position."""
+        """Fill `qty` of order `o` at `price` and record the fill on the order and position
+        (`exec_type` CALCULATED: a liquidation's fill, as Binance reports it)."""
         realized, fee = self._apply_fill(st, o.side, qty, price, fee_bps)
         done = o.executed_qty
         o.executed_qty = round(done + qty, st.qty_decimals)
@@ -156,7 +158,7 @@ class SimMatching(SimAccount):
         o.status = "FILLED" if o.executed_qty >= o.qty * (1 - 1e-12) else "EXPIRED"
         self._orders.retire(o, self.max_closed)
         if self._user_on():
-            events.append(self._order_event(o, "TRADE", qty, price, fee, realized))
+            events.append(self._order_event(o, exec_type, qty, price, fee, realized))
         self._account_event(st, events)
         self._after_position_change(st, events)
 
