@@ -37,6 +37,7 @@ from atlas_actors.actors.sentinel import Sentinel
 from atlas_actors.domain.lifecycle import R_ENTRY
 from atlas_actors.domain.txn import client_id_head, role_of
 from atlas_actors.engine import SymbolEngine
+from atlas_actors.venues.ban_gate import BanGate
 from atlas_actors.venues.base import VenueError
 
 log = logging.getLogger("atlas.supervisor")
@@ -114,6 +115,9 @@ class AtlasTree:
         restart_backoff_max_s: float = 60.0,
     ) -> None:
         self.venue = venue
+        # One for the whole process: during a venue ban no port sends anything.
+        self.ban_gate = BanGate(on_ban=self._on_gate_ban)
+        self._ban_alerted_until = float("-inf")
         self.store = store
         self.sink = sink
         self.params = params
@@ -206,6 +210,7 @@ class AtlasTree:
             self.sentinel_proxy,
             bars_from_stream=self.replay is None,
             on_resync=self._on_resync,
+            on_ban=self._on_ban,
         )
         self.venue.add_listener(self.accounts.on_event)
         self.venue.add_listener(self.router.dispatch)
@@ -229,9 +234,9 @@ class AtlasTree:
         self._lanes = self.gateway.proxy().lanes_ref().get()
 
     def _start_sentinel(self) -> None:
-        port = GatewayPort(self.venue, "__sentinel__", self.lanes)
+        port = GatewayPort(self.venue, "__sentinel__", self.lanes, gate=self.ban_gate)
         self.sentinel = Sentinel.start(
-            self.venue,
+            port,
             port.emergency,
             self.symbol_ref,
             poll_interval_s=self.sentinel_poll_s,
@@ -263,7 +268,7 @@ class AtlasTree:
 
     def _engine_factory(self, symbol: str, fence: threading.Event) -> Callable[[], SymbolEngine]:
         def make() -> SymbolEngine:
-            port = GatewayPort(self.venue, symbol, self.lanes)
+            port = GatewayPort(self.venue, symbol, self.lanes, gate=self.ban_gate)
             return SymbolEngine(
                 symbol,
                 venue=port,
@@ -398,6 +403,32 @@ class AtlasTree:
     def _on_emergency(self, symbol: str, reason: str, result: dict[str, Any]) -> None:
         if self.alerts is not None:
             self.alerts.emergency_flat(symbol, reason, result)
+
+    def _on_ban(self, event: Any) -> None:
+        """The venue banned our REST requests (the Binance transport says so): nothing is
+        sent until it ends (the stops already on the exchange protect meanwhile)."""
+        until_s = self._parse_ban_until(event.detail)
+        self._alert_ban(until_s - event.event_time / 1000.0 if until_s else 0.0, event.detail)
+
+    @staticmethod
+    def _parse_ban_until(detail: str) -> float:
+        head = detail.split(":", 1)[0].removeprefix("until ").strip()
+        return int(head) / 1000.0 if head.isdigit() else 0.0
+
+    def _on_gate_ban(self, seconds: float, why: str) -> None:
+        until_ms = int((time.time() + seconds) * 1000)
+        self._alert_ban(seconds, f"until {until_ms}: {why}")
+
+    def _alert_ban(self, seconds: float, detail: str) -> None:
+        """One alert per ban (the transport and the gate both see it), with its end."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._ban_alerted_until:
+                return
+            self._ban_alerted_until = now + max(seconds, 1.0)
+        log.error("venue ban: %s", detail)
+        if self.alerts is not None:
+            self.alerts.venue_banned(detail)
 
     def _on_resync(self) -> None:
         for sym in self.symbols:

@@ -24,6 +24,7 @@ from atlas_actors.domain.events import AlgoUpdate
 from atlas_actors.domain.stops import closing_side
 from atlas_actors.engine import FlattenFailed, close_at_market
 from atlas_actors.venues.base import VenueError
+from atlas_actors.venues.priority import Priority, request_priority
 
 log = logging.getLogger("atlas.sentinel")
 
@@ -64,6 +65,10 @@ class VisibilityGuard:
             self._event(upd.client_algo_id).set()
 
     def _visible_now(self, symbol: str, client_algo_id: str) -> bool:
+        with request_priority(Priority.PROTECTION):  # never behind the weight governor
+            return self._query_visible(symbol, client_algo_id)
+
+    def _query_visible(self, symbol: str, client_algo_id: str) -> bool:
         self.checks += 1
         try:
             algos = self.venue.get_open_algo_orders(symbol)
@@ -107,17 +112,19 @@ class VisibilityGuard:
 def flatten_position(
     venue: Any, symbol: str, client_order_id: str, *, fallback: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """reduceOnly market close of the venue position, retried; idempotent by client id.
-    Raises FlattenFailed when it could not be placed."""
-    qty, res = close_at_market(venue, symbol, client_order_id, fallback=fallback)
+    """reduceOnly market close of the venue position (in MARKET_LOT_SIZE chunks when it is
+    bigger), retried; idempotent by client id. Raises FlattenFailed when it could not be
+    placed."""
+    qty, orders = close_at_market(venue, symbol, client_order_id, fallback=fallback)
     if qty <= 0:
         return {"qty": 0.0, "price": 0.0, "order_ids": [], "client_ids": []}
+    first = orders[0] if orders else {}
     return {
         "qty": qty,
-        "price": float(res.get("avg_price") or 0.0),
-        "order_ids": [str(res["order_id"])] if res.get("order_id") is not None else [],
-        "client_ids": [client_order_id],
-        "executed_qty": float(res.get("executed_qty") or 0.0),
+        "price": float(first.get("avg_price") or 0.0),
+        "order_ids": [str(o["order_id"]) for o in orders if o.get("order_id") is not None],
+        "client_ids": [str(o.get("client_order_id") or client_order_id) for o in orders],
+        "executed_qty": sum(float(o.get("executed_qty") or 0.0) for o in orders),
     }
 
 
@@ -244,6 +251,10 @@ class Sentinel(pykka.ThreadingActor):
     def audit(self, symbols: list[str]) -> list[dict[str, Any]]:
         """Every venue position must have a reduce-only Algo stop on its closing side.
         Returns the findings; the supervisor asks the symbol actors to recover them."""
+        with request_priority(Priority.BACKGROUND):  # periodic: yields to everything else
+            return self._audit(symbols)
+
+    def _audit(self, symbols: list[str]) -> list[dict[str, Any]]:
         findings: list[dict[str, Any]] = []
         try:
             positions = self.venue.get_positions()
