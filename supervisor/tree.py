@@ -32,13 +32,14 @@ from atlas_actors.account import AccountView
 from atlas_actors.account_guard import AccountGuard
 from atlas_actors.actors import symbol as sa
 from atlas_actors.actors.market_feed import EventRouter, MarketFeed, PaperReplay
-from atlas_actors.actors.order_gateway import GatewayPort, Lanes, OrderGateway
+from atlas_actors.actors.order_gateway import GatewayPort, InFlight, Lanes, OrderGateway
 from atlas_actors.actors.sentinel import Sentinel
 from atlas_actors.domain.lifecycle import R_ENTRY
 from atlas_actors.domain.txn import client_id_head, role_of
 from atlas_actors.engine import SymbolEngine
 from atlas_actors.venues.ban_gate import BanGate
 from atlas_actors.venues.base import VenueError
+from supervisor.bans import BanAlerts
 
 log = logging.getLogger("atlas.supervisor")
 
@@ -116,8 +117,9 @@ class AtlasTree:
     ) -> None:
         self.venue = venue
         # One for the whole process: during a venue ban no port sends anything.
-        self.ban_gate = BanGate(on_ban=self._on_gate_ban)
-        self._ban_alerted_until = float("-inf")
+        self.ban_alerts = BanAlerts(lambda: self.alerts)
+        self.ban_gate = BanGate(on_ban=self.ban_alerts.on_gate_ban)
+        self.in_flight = InFlight()  # actors waiting on a (slow) venue reply
         self.store = store
         self.sink = sink
         self.params = params
@@ -133,6 +135,8 @@ class AtlasTree:
         self.restart_backoff_max_s = restart_backoff_max_s
         self.ping_interval_s = ping_interval_s
         self.ping_timeout_s = ping_timeout_s
+        # a venue call may take the gateway's timeout (10 s) a few times over (lookups)
+        self.slow_call_grace_s = 60.0
         self.audit_interval_s = audit_interval_s
         self.flush_interval_s = flush_interval_s
         self.deadline_ms = deadline_ms
@@ -210,7 +214,7 @@ class AtlasTree:
             self.sentinel_proxy,
             bars_from_stream=self.replay is None,
             on_resync=self._on_resync,
-            on_ban=self._on_ban,
+            on_ban=self.ban_alerts.on_venue_ban,
         )
         self.venue.add_listener(self.accounts.on_event)
         self.venue.add_listener(self.router.dispatch)
@@ -234,7 +238,9 @@ class AtlasTree:
         self._lanes = self.gateway.proxy().lanes_ref().get()
 
     def _start_sentinel(self) -> None:
-        port = GatewayPort(self.venue, "__sentinel__", self.lanes, gate=self.ban_gate)
+        port = GatewayPort(
+            self.venue, "__sentinel__", self.lanes, gate=self.ban_gate, in_flight=self.in_flight
+        )
         self.sentinel = Sentinel.start(
             port,
             port.emergency,
@@ -268,7 +274,9 @@ class AtlasTree:
 
     def _engine_factory(self, symbol: str, fence: threading.Event) -> Callable[[], SymbolEngine]:
         def make() -> SymbolEngine:
-            port = GatewayPort(self.venue, symbol, self.lanes, gate=self.ban_gate)
+            port = GatewayPort(
+                self.venue, symbol, self.lanes, gate=self.ban_gate, in_flight=self.in_flight
+            )
             return SymbolEngine(
                 symbol,
                 venue=port,
@@ -404,32 +412,6 @@ class AtlasTree:
         if self.alerts is not None:
             self.alerts.emergency_flat(symbol, reason, result)
 
-    def _on_ban(self, event: Any) -> None:
-        """The venue banned our REST requests (the Binance transport says so): nothing is
-        sent until it ends (the stops already on the exchange protect meanwhile)."""
-        until_s = self._parse_ban_until(event.detail)
-        self._alert_ban(until_s - event.event_time / 1000.0 if until_s else 0.0, event.detail)
-
-    @staticmethod
-    def _parse_ban_until(detail: str) -> float:
-        head = detail.split(":", 1)[0].removeprefix("until ").strip()
-        return int(head) / 1000.0 if head.isdigit() else 0.0
-
-    def _on_gate_ban(self, seconds: float, why: str) -> None:
-        until_ms = int((time.time() + seconds) * 1000)
-        self._alert_ban(seconds, f"until {until_ms}: {why}")
-
-    def _alert_ban(self, seconds: float, detail: str) -> None:
-        """One alert per ban (the transport and the gate both see it), with its end."""
-        now = time.monotonic()
-        with self._lock:
-            if now < self._ban_alerted_until:
-                return
-            self._ban_alerted_until = now + max(seconds, 1.0)
-        log.error("venue ban: %s", detail)
-        if self.alerts is not None:
-            self.alerts.venue_banned(detail)
-
     def _on_resync(self) -> None:
         for sym in self.symbols:
             ref = self.symbol_ref(sym)
@@ -518,23 +500,38 @@ class AtlasTree:
                     if not self._stopping.is_set() and not self._alive(ref):
                         with self._lock:
                             self._restart_shared(name)
-                for sym, child in self.children.items():
-                    ref = child.ref
-                    if ref is None or self._stopping.is_set():
-                        continue
-                    if not ref.is_alive():
-                        continue  # its crash report is already restarting it
-                    try:
-                        ref.ask({"msg": "ping"}, timeout=self.ping_timeout_s)
-                    except pykka.Timeout:
-                        self._child_failed(sym, TimeoutError(f"{sym} did not answer a ping"))
-                    except pykka.ActorDeadError:
-                        pass
+                self._ping_children()
                 if time.monotonic() - last_audit >= self.audit_interval_s:
                     last_audit = time.monotonic()
                     self._audit()
             except Exception:  # noqa: BLE001 - the monitor must outlive anything
                 log.exception("monitor loop error")
+
+    def _ping_children(self) -> None:
+        """Ping every SymbolActor at once and wait for all within one timeout (a slow one
+        cannot starve the others' pings). No answer is a failure, unless the actor is inside
+        a venue call that has not outlasted the slow-reply grace (it answers after it)."""
+        pending: dict[str, Any] = {}
+        for sym, child in self.children.items():
+            ref = child.ref
+            if ref is None or self._stopping.is_set() or not ref.is_alive():
+                continue  # (a dead one's crash report is already restarting it)
+            try:
+                pending[sym] = ref.ask({"msg": "ping"}, block=False)
+            except pykka.ActorDeadError:
+                pass
+        deadline = time.monotonic() + self.ping_timeout_s
+        for sym, fut in pending.items():
+            try:
+                fut.get(timeout=max(0.0, deadline - time.monotonic()))
+            except pykka.Timeout:
+                busy = self.in_flight.busy_for(sym)
+                if busy is not None and busy < self.slow_call_grace_s:
+                    log.warning("%s: no ping answer, waiting %.1f s on the venue", sym, busy)
+                    continue
+                self._child_failed(sym, TimeoutError(f"{sym} did not answer a ping"))
+            except pykka.ActorDeadError:
+                pass
 
     def _audit(self) -> None:
         s = self.sentinel_proxy()

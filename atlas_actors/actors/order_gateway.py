@@ -84,6 +84,36 @@ class TokenBucket:
             waited += need
 
 
+class InFlight:
+    """Which symbols' actors are inside a venue call right now, since when (monotonic).
+    A slow reply keeps an actor busy for up to the gateway's timeout: the supervisor asks
+    this before it takes a missed ping for a dead actor."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since: dict[str, list[float]] = {}
+
+    def enter(self, key: str) -> float:
+        t = time.monotonic()
+        with self._lock:
+            self._since.setdefault(key, []).append(t)
+        return t
+
+    def exit(self, key: str, t: float) -> None:
+        with self._lock:
+            calls = self._since.get(key)
+            if calls and t in calls:
+                calls.remove(t)
+            if not calls:
+                self._since.pop(key, None)
+
+    def busy_for(self, key: str) -> float | None:
+        """Seconds the oldest venue call of `key` has been running (None: none)."""
+        with self._lock:
+            calls = self._since.get(key)
+            return time.monotonic() - min(calls) if calls else None
+
+
 class _Lane:
     def __init__(self, name: str, budget: TokenBucket | None) -> None:
         self.name = name
@@ -274,6 +304,7 @@ class GatewayPort:
         emergency: bool = False,
         timeout_s: float = 10.0,
         gate: BanGate | None = None,
+        in_flight: InFlight | None = None,
     ) -> None:
         self._venue = venue
         self._symbol = symbol
@@ -281,6 +312,7 @@ class GatewayPort:
         self._emergency = emergency
         self._timeout_s = timeout_s
         self._gate = gate
+        self._in_flight = in_flight
 
     @property
     def emergency(self) -> GatewayPort:
@@ -291,7 +323,18 @@ class GatewayPort:
             emergency=True,
             timeout_s=self._timeout_s,
             gate=self._gate,
+            in_flight=self._in_flight,
         )
+
+    def _waiting(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `fn` on the caller's thread, noted as a venue call in flight."""
+        if self._in_flight is None:
+            return fn(*args, **kwargs)
+        t = self._in_flight.enter(self._symbol)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._in_flight.exit(self._symbol, t)
 
     def _request(self, name: str, *args: Any, **kwargs: Any) -> Any:
         method = getattr(self._venue, name)
@@ -322,7 +365,7 @@ class GatewayPort:
         except VenueUnavailable:
             raise
         try:
-            return fut.result(timeout=self._timeout_s)
+            return self._waiting(fut.result, timeout=self._timeout_s)
         except FutureTimeout as exc:
             # The call may still be applied later: the caller resolves it by client id.
             raise UnknownOutcome(f"{name} did not complete within {self._timeout_s}s") from exc
@@ -336,6 +379,6 @@ class GatewayPort:
     def __getattr__(self, name: str) -> Any:
         if name in _WRITES:
             return lambda *a, **k: self._write(name, *a, **k)
-        if name in _READS and self._gate is not None:
-            return lambda *a, **k: self._request(name, *a, **k)
+        if name in _READS and (self._gate is not None or self._in_flight is not None):
+            return lambda *a, **k: self._waiting(self._request, name, *a, **k)
         return getattr(self._venue, name)
