@@ -6,9 +6,10 @@ priorities and venue bans.
   `X-MBX-USED-WEIGHT-1M` per server minute, so a host minute would roll early or late. The
   server's count is the truth whenever a response carries it; between responses the governor
   adds the weight of what it lets through.
-- Priorities (`venues/priority.py`): PROTECTION requests may use the whole budget; the
-  others stop at `1 - protection_reserve` of it, so stops, visibility checks and emergency
-  closes always find room. Whoever waits, the most urgent waiter goes first: a caller never
+- Priorities (`venues/priority.py`): the others stop at `1 - protection_reserve` of the
+  budget; PROTECTION requests may go on to `PROTECTION_CEILING` of the venue's limit, so
+  stops, visibility checks and emergency closes always find room - also when a reply from
+  the end of the last window (its server count) lands just after this window began. Whoever waits, the most urgent waiter goes first: a caller never
   overtakes a waiting caller of a higher priority.
 - Bans: after an HTTP 429/418 (or -1003) nothing leaves the process until the venue's
   `Retry-After` / "banned until" has passed, whoever asks (protection included: every
@@ -27,6 +28,7 @@ from atlas_actors.venues.base import RateLimited
 from atlas_actors.venues.priority import Priority
 
 BAN_CODE = -1003
+PROTECTION_CEILING = 0.95  # of the venue's limit: the margin is for counts still in flight
 
 
 class WeightGovernor:
@@ -78,8 +80,10 @@ class WeightGovernor:
 
     def cap(self, priority: Priority) -> float:
         """The weight `priority` may use in one window."""
-        if priority == Priority.PROTECTION or not self.priorities:
+        if not self.priorities:
             return self.budget
+        if priority == Priority.PROTECTION:
+            return max(self.budget, self.limit * PROTECTION_CEILING)
         return self.budget * (1.0 - self.protection_reserve)
 
     def _roll(self, now: float) -> int:
