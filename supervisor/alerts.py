@@ -172,6 +172,18 @@ class Alerts:
             extra={"kind": kind, "details": dict(details)},
         )
 
+    def venue_banned(self, detail: str) -> None:
+        """REST is banned by the venue (HTTP 429/418): `detail` = "until <ms>: <why>"."""
+        until = detail.split(":", 1)[0].removeprefix("until ").strip()
+        self._capture(
+            "venue_banned",
+            {},
+            level="fatal",
+            message=f"Binance REST ban {detail}; no request is sent until it ends, "
+            "the stops already on the exchange protect",
+            extra={"until_ms": until, "detail": detail},
+        )
+
     def storage_failed(self, reason: str) -> None:
         self._capture(
             "storage_failed",

@@ -31,12 +31,14 @@ from atlas_actors.account import AccountView
 from atlas_actors.account_guard import AccountGuard
 from atlas_actors.actors import symbol as sa
 from atlas_actors.actors.market_feed import EventRouter, MarketFeed, PaperReplay
-from atlas_actors.actors.order_gateway import GatewayPort, Lanes, OrderGateway
+from atlas_actors.actors.order_gateway import GatewayPort, InFlight, Lanes, OrderGateway
 from atlas_actors.actors.sentinel import Sentinel
 from atlas_actors.domain.lifecycle import R_ENTRY
 from atlas_actors.domain.txn import client_id_head, role_of
 from atlas_actors.engine import SymbolEngine
+from atlas_actors.venues.ban_gate import BanGate
 from atlas_actors.venues.base import VenueError
+from supervisor.bans import BanAlerts
 from supervisor.children import CRASH_ALERT_EVERY_S, CRASH_LOG_MAX, Child, restart_delay
 
 WATCH_HANDOVER_S = 0.5  # the Sentinel must take a visibility check this fast, else inline
@@ -77,6 +79,10 @@ class AtlasTree:
         restart_backoff_max_s: float = 60.0,
     ) -> None:
         self.venue = venue
+        # One for the whole process: during a venue ban no port sends anything.
+        self.ban_alerts = BanAlerts(lambda: self.alerts)
+        self.ban_gate = BanGate(on_ban=self.ban_alerts.on_gate_ban)
+        self.in_flight = InFlight()  # actors waiting on a (slow) venue reply
         self.store = store
         self.sink = sink
         self.params = params
@@ -92,6 +98,8 @@ class AtlasTree:
         self.restart_backoff_max_s = restart_backoff_max_s
         self.ping_interval_s = ping_interval_s
         self.ping_timeout_s = ping_timeout_s
+        # a venue call may take the gateway's timeout (10 s) a few times over (lookups)
+        self.slow_call_grace_s = 60.0
         self.audit_interval_s = audit_interval_s
         self.flush_interval_s = flush_interval_s
         self.deadline_ms = deadline_ms
@@ -169,6 +177,7 @@ class AtlasTree:
             self.sentinel_proxy,
             bars_from_stream=self.replay is None,
             on_resync=self._on_resync,
+            on_ban=self.ban_alerts.on_venue_ban,
         )
         self.venue.add_listener(self.accounts.on_event)
         self.venue.add_listener(self.router.dispatch)
@@ -192,9 +201,11 @@ class AtlasTree:
         self._lanes = self.gateway.proxy().lanes_ref().get()
 
     def _start_sentinel(self) -> None:
-        port = GatewayPort(self.venue, "__sentinel__", self.lanes)
+        port = GatewayPort(
+            self.venue, "__sentinel__", self.lanes, gate=self.ban_gate, in_flight=self.in_flight
+        )
         self.sentinel = Sentinel.start(
-            self.venue,
+            port,
             port.emergency,
             self.symbol_ref,
             poll_interval_s=self.sentinel_poll_s,
@@ -227,7 +238,9 @@ class AtlasTree:
 
     def _engine_factory(self, symbol: str, fence: threading.Event) -> Callable[[], SymbolEngine]:
         def make() -> SymbolEngine:
-            port = GatewayPort(self.venue, symbol, self.lanes)
+            port = GatewayPort(
+                self.venue, symbol, self.lanes, gate=self.ban_gate, in_flight=self.in_flight
+            )
             engine = SymbolEngine(
                 symbol,
                 venue=port,
@@ -488,23 +501,38 @@ class AtlasTree:
                     if not self._stopping.is_set() and not self._alive(ref):
                         with self._lock:
                             self._restart_shared(name)
-                for sym, child in self.children.items():
-                    ref = child.ref
-                    if ref is None or self._stopping.is_set():
-                        continue
-                    if not ref.is_alive():
-                        continue  # its crash report is already restarting it
-                    try:
-                        ref.ask({"msg": "ping"}, timeout=self.ping_timeout_s)
-                    except pykka.Timeout:
-                        self._child_failed(sym, TimeoutError(f"{sym} did not answer a ping"))
-                    except pykka.ActorDeadError:
-                        pass
+                self._ping_children()
                 if time.monotonic() - last_audit >= self.audit_interval_s:
                     last_audit = time.monotonic()
                     self._audit()
             except Exception:  # noqa: BLE001 - the monitor must outlive anything
                 log.exception("monitor loop error")
+
+    def _ping_children(self) -> None:
+        """Ping every SymbolActor at once and wait for all within one timeout (a slow one
+        cannot starve the others' pings). No answer is a failure, unless the actor is inside
+        a venue call that has not outlasted the slow-reply grace (it answers after it)."""
+        pending: dict[str, Any] = {}
+        for sym, child in self.children.items():
+            ref = child.ref
+            if ref is None or self._stopping.is_set() or not ref.is_alive():
+                continue  # (a dead one's crash report is already restarting it)
+            try:
+                pending[sym] = ref.ask({"msg": "ping"}, block=False)
+            except pykka.ActorDeadError:
+                pass
+        deadline = time.monotonic() + self.ping_timeout_s
+        for sym, fut in pending.items():
+            try:
+                fut.get(timeout=max(0.0, deadline - time.monotonic()))
+            except pykka.Timeout:
+                busy = self.in_flight.busy_for(sym)
+                if busy is not None and busy < self.slow_call_grace_s:
+                    log.warning("%s: no ping answer, waiting %.1f s on the venue", sym, busy)
+                    continue
+                self._child_failed(sym, TimeoutError(f"{sym} did not answer a ping"))
+            except pykka.ActorDeadError:
+                pass
 
     def _audit(self) -> None:
         """Periodic protection audit: a position without a covering stop (domain.covering)

@@ -126,11 +126,13 @@ class EventRouter:
         *,
         bars_from_stream: bool,
         on_resync: Callable[[], None] | None = None,
+        on_ban: Callable[[StreamStatus], None] | None = None,
     ) -> None:
         self.symbol_ref = symbol_ref
         self.sentinel_ref = sentinel_ref
         self.bars_from_stream = bars_from_stream
         self.on_resync = on_resync
+        self.on_ban = on_ban
         self.dropped = 0
         self._down: set[str] = set()  # streams reported DISCONNECTED and not back yet
 
@@ -174,6 +176,10 @@ class EventRouter:
         # A venue that resyncs over REST after a reconnect says RESYNCED; one that only
         # reconnects (SimVenue) says CONNECTED. Either way, what the user stream dropped
         # meanwhile (fills, a lost stop) must be reconciled before it is trusted again.
+        if event.status == "BANNED":
+            if self.on_ban is not None:  # the venue says once per ban
+                self.on_ban(event)
+            return
         if event.status == "DISCONNECTED":
             self._down.add(event.stream)
             return

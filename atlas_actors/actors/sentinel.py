@@ -44,6 +44,7 @@ from atlas_actors.domain.covering import covering_stop, stop_removed
 from atlas_actors.domain.events import AlgoUpdate
 from atlas_actors.engine import FlattenFailed, close_at_market
 from atlas_actors.venues.base import VenueError
+from atlas_actors.venues.priority import Priority, request_priority
 
 log = logging.getLogger("atlas.sentinel")
 
@@ -101,6 +102,10 @@ class VisibilityGuard:
 
     def probe(self, symbol: str, client_algo_id: str) -> str:
         """One look at the venue: VISIBLE, ABSENT or UNKNOWN (see the module docstring)."""
+        with request_priority(Priority.PROTECTION):  # never behind the weight governor
+            return self._probe(symbol, client_algo_id)
+
+    def _probe(self, symbol: str, client_algo_id: str) -> str:
         self.checks += 1
         try:
             algos = self.venue.get_open_algo_orders(symbol)
@@ -258,17 +263,19 @@ class VisibilityGuard:
 def flatten_position(
     venue: Any, symbol: str, client_order_id: str, *, fallback: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """reduceOnly market close of the venue position, retried; idempotent by client id.
-    Raises FlattenFailed when it could not be placed."""
-    qty, res = close_at_market(venue, symbol, client_order_id, fallback=fallback)
+    """reduceOnly market close of the venue position (in MARKET_LOT_SIZE chunks when it is
+    bigger), retried; idempotent by client id. Raises FlattenFailed when it could not be
+    placed."""
+    qty, orders = close_at_market(venue, symbol, client_order_id, fallback=fallback)
     if qty <= 0:
         return {"qty": 0.0, "price": 0.0, "order_ids": [], "client_ids": []}
+    first = orders[0] if orders else {}
     return {
         "qty": qty,
-        "price": float(res.get("avg_price") or 0.0),
-        "order_ids": [str(res["order_id"])] if res.get("order_id") is not None else [],
-        "client_ids": [client_order_id],
-        "executed_qty": float(res.get("executed_qty") or 0.0),
+        "price": float(first.get("avg_price") or 0.0),
+        "order_ids": [str(o["order_id"]) for o in orders if o.get("order_id") is not None],
+        "client_ids": [str(o.get("client_order_id") or client_order_id) for o in orders],
+        "executed_qty": sum(float(o.get("executed_qty") or 0.0) for o in orders),
     }
 
 
@@ -488,6 +495,10 @@ class Sentinel(pykka.ThreadingActor):
         reduce-only or closePosition, qty >= the position within half a step). Returns the
         findings; the supervisor has each symbol's actor re-place within the 1 s rule (and
         flatten when that fails)."""
+        with request_priority(Priority.BACKGROUND):  # periodic: yields to everything else
+            return self._audit(symbols)
+
+    def _audit(self, symbols: list[str]) -> list[dict[str, Any]]:
         findings: list[dict[str, Any]] = []
         try:
             positions = self.venue.get_positions()

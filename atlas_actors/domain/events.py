@@ -97,9 +97,10 @@ class AccountUpdate:
 
 @dataclass(frozen=True)
 class StreamStatus:
-    """Connection changes of a stream: CONNECTED, DISCONNECTED, RESYNCED, LISTEN_KEY_EXPIRED."""
+    """Connection changes of a stream: CONNECTED, DISCONNECTED, RESYNCED, LISTEN_KEY_EXPIRED;
+    and of the REST link (stream "rest"): BANNED with detail "until <server ms>: <why>"."""
 
-    stream: str  # "market" or "user"
+    stream: str  # "market", "user" or "rest"
     status: str
     detail: str = ""
     event_time: int = 0

@@ -33,6 +33,7 @@ from atlas_actors.venues.base import (
     VenueError,
     VenueUnavailable,
 )
+from atlas_actors.venues.priority import Priority, request_priority
 
 log = logging.getLogger("atlas.engine")
 
@@ -192,7 +193,8 @@ class VenueCommands:
 
         def place() -> dict[str, Any]:
             return self._send(  # type: ignore[no-any-return]
-                lambda: self.venue.place_algo_stop(
+                lambda: self._protection(
+                    self.venue.place_algo_stop,
                     symbol=cmd.symbol,
                     side=cmd.side,
                     qty=cmd.qty,
@@ -251,8 +253,16 @@ class VenueCommands:
             self.symbol, cid, self.deadline_ms, acked_at=acked_at, replaces=cmd.replaces
         )
 
+    @staticmethod
+    def _protection(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A stop placement/replacement request: it goes before everything else."""
+        with request_priority(Priority.PROTECTION):
+            return fn(*args, **kwargs)
+
     def _lookup_algo(self, cid: str) -> dict[str, Any] | None:
         try:
-            return self.venue.get_algo_order(symbol=self.symbol, client_algo_id=cid)  # type: ignore[no-any-return]
+            return self._protection(  # type: ignore[no-any-return]
+                self.venue.get_algo_order, symbol=self.symbol, client_algo_id=cid
+            )
         except VenueError:
             return None

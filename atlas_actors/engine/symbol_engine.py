@@ -40,6 +40,7 @@ from atlas_actors.engine.ports import (
 from atlas_actors.engine.recovery import Recovery
 from atlas_actors.store import StoreError
 from atlas_actors.venues.base import VenueError
+from atlas_actors.venues.priority import Priority, request_priority
 
 log = logging.getLogger("atlas.engine")
 
@@ -280,7 +281,8 @@ class SymbolEngine(VenueCommands, Recovery):
             # A fill may place a stop: it must sit beyond the current mark (MARK_PRICE stops
             # trigger on it, and a stop already through the mark is refused with -2021).
             try:
-                self.mark_price = float(self.venue.get_mark_price(self.symbol))
+                with request_priority(Priority.PROTECTION):  # the stop waits for it
+                    self.mark_price = float(self.venue.get_mark_price(self.symbol))
             except (VenueError, ValueError, TypeError):
                 pass
         if key in self._flatten_ids:
@@ -473,14 +475,14 @@ class SymbolEngine(VenueCommands, Recovery):
             }
         side = str(pos.get("side", "NONE"))
         qty = abs(float(pos.get("qty") or 0.0))
-        closed, res = 0.0, {}
+        closed, orders = 0.0, []
         if side != "NONE" and qty > 0:
             if client_order_id is None:
                 self.state, client_order_id = core.next_client_id(self.state, "fx", self.prefix)
                 self._persist(flush=True)
             ps = self.state.position_state
             try:
-                closed, res = close_at_market(
+                closed, orders = close_at_market(
                     venue,
                     self.symbol,
                     client_order_id,
@@ -492,15 +494,19 @@ class SymbolEngine(VenueCommands, Recovery):
                 self._order_record("fx", client_order_id, None, reason=reason, outcome="failed")
                 raise
         if closed > 0 and client_order_id is not None:  # (0: flat by the time it was sent)
-            self._order_record("fx", client_order_id, res or None, reason=reason)
+            for res in orders:  # one per MARKET_LOT_SIZE chunk
+                self._order_record(
+                    "fx", str(res.get("client_order_id") or client_order_id), res, reason=reason
+                )
+            first = orders[0] if orders else {}
             result = {
                 "qty": closed,
-                "price": float(res.get("avg_price") or 0.0),
-                "order_ids": [str(res["order_id"])] if res.get("order_id") is not None else [],
-                "client_ids": [client_order_id],
+                "price": float(first.get("avg_price") or 0.0),
+                "order_ids": [str(o["order_id"]) for o in orders if o.get("order_id") is not None],
+                "client_ids": [str(o.get("client_order_id") or client_order_id) for o in orders],
             }
-            self._flatten_ids.add(client_order_id)
-            if res:
+            self._flatten_ids.update(result["client_ids"])
+            for res in orders:
                 self._apply_rest_fill(res)  # queued: runs after the bookkeeping below
         self._do_emergency_done(reason, result)
         return result

@@ -5,6 +5,7 @@ requests)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from typing import Any
 
@@ -135,6 +136,7 @@ class AdminApi(StreamsWire):
                 step_size=float(body["step_size"]),
                 min_qty=float(body["min_qty"]),
                 min_notional=float(body["min_notional"]),
+                market_max_qty=float(body.get("market_max_qty", math.inf)),
             )
             self.add_known_symbol(sym)
             return {"ok": True}

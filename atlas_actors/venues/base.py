@@ -153,6 +153,10 @@ class ExchangeAdapter(Protocol):
     ) -> dict[str, Any]:
         """Market order (entries at market, exits, emergency reduceOnly flatten)."""
 
+    def market_max_qty(self, symbol: str) -> float:
+        """The largest MARKET order quantity (MARKET_LOT_SIZE.maxQty, often far below
+        LOT_SIZE's; inf: none): a bigger close goes in reduce-only chunks."""
+
     def cancel_order(
         self, *, symbol: str, order_id: str | None, client_order_id: str | None
     ) -> dict[str, Any]:

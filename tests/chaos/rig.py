@@ -49,6 +49,9 @@ FAULTS = (
     "adl",
     "settlement",
     "multi_asset_wallet",
+    "ban",
+    "market_lot_size",
+    "slow_reply",
 )
 REPLAY_BARS = 24
 # x real time: one 5m bar every 20 ms, so a restarted actor still sees most of the replay
@@ -231,11 +234,34 @@ def apply_fault(venue: SimVenue, fault: str) -> None:
         # the exchange closes the position (ADL: half of it) while a stop is being placed
         # for it: the stop just sent must go too (or follow the size that is left)
         f.arm("place_algo_stop", kind=fault, times=1)
+    elif fault == "ban":
+        # 429 for the next request; whoever goes on within 0.3 s earns an escalating 418
+        f.arm("*", kind="ban", retry_after=0.3, ban_s=0.5, max_ban_s=4.0)
+    elif fault == "market_lot_size":
+        venue.set_market_max_qty(SYMBOL, market_lot_for(venue))
+    elif fault == "slow_reply":
+        # replies longer than the supervisor's ping timeout (and, up to 12 s, than the
+        # gateway's), applied at once: the first stop and cancels. Not the orders that open
+        # or change a position: the actor applies commands synchronously, so a fill's stop
+        # waits for the order's slow reply (issue 13, open: needs a short entry timeout and
+        # the lookup by client id in engine/commands.py, or asynchronous replies).
+        for method in ("place_algo_stop", "cancel_order", "cancel_algo"):
+            f.arm(method, kind="slow_reply", times=1, reply_s=(2.0, 12.0))
     else:
         raise ValueError(f"unknown fault {fault!r}")
 
 
+def market_lot_for(venue: SimVenue) -> float:
+    """A MARKET_LOT_SIZE.maxQty a third of the position the seeds trade (so a close of it
+    takes three chunks)."""
+    qty = stage_seeds()["PRE_TP1"].state["position_state"]["qty_total"]
+    f = venue.get_filters(SYMBOL)
+    return max(f.step_size, f.round_qty(float(qty) / 3.0))
+
+
 def fault_injected(venue: SimVenue, fault: str) -> int:
+    if fault == "market_lot_size":
+        return int(venue.market_max_qty(SYMBOL) < float("inf"))
     if fault == "visibility_lag":
         return int(bool(venue.faults.visibility_lag_ms)) or venue.write_count
     if fault == "stream_disconnect":

@@ -13,6 +13,7 @@ from atlas_actors.venues.base import FilterError, VenueError
 from atlas_actors.venues.binance import schemas
 from atlas_actors.venues.binance.http import BinanceHttp
 from atlas_actors.venues.filters import SymbolFilters
+from atlas_actors.venues.priority import Priority
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class MarketData:
                 float(entry["min_qty"]),
                 float(entry["min_notional"]),
                 float(entry["max_qty"]) if entry["max_qty"] > 0 else float("inf"),
+                float(entry["market_max_qty"]) if entry["market_max_qty"] > 0 else float("inf"),
             )
         with self._filters_lock:
             self._filters = filters
@@ -115,6 +117,7 @@ class MarketData:
             {"symbol": symbol, "interval": interval, "limit": ask},
             weight=_kline_weight(ask),
             signed=False,
+            priority=Priority.BACKGROUND,
         )
         now_ms = self._http.clock() * 1000.0 + self._http.time_offset_ms
         bars = [schemas.parse_kline_row(r) for r in rows]
@@ -127,6 +130,7 @@ class MarketData:
             {"symbol": symbol},
             weight=1,
             signed=False,
+            priority=Priority.BACKGROUND,
         )
         return schemas.parse_premium_index(body)
 
@@ -141,6 +145,7 @@ class MarketData:
             {"symbol": symbol},
             weight=1,
             signed=False,
+            priority=Priority.BACKGROUND,
         )
         return schemas.parse_ticker_price(body)
 
@@ -155,5 +160,6 @@ class MarketData:
             {"symbol": symbol},
             weight=1,
             signed=False,
+            priority=Priority.BACKGROUND,
         )
         return schemas.parse_open_interest(body)

@@ -144,7 +144,7 @@ class Orders:
 
         def build() -> dict[str, Any]:
             f = self._market.filters_for(symbol)
-            q = f.check_qty(grid_qty(f, qty))
+            q = f.check_market_qty(f.check_qty(grid_qty(f, qty)))
             params = {
                 "symbol": symbol,
                 "side": side,

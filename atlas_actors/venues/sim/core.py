@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from atlas_actors.domain.events import StreamStatus
 from atlas_actors.venues.base import EventHandler, OrderRejected, VenueEvent
@@ -157,9 +158,12 @@ class SimCore:
         """The exchange closes a position by itself (`SimVenueCloses`); none here."""
         return False
 
-    @staticmethod
-    def _end(plan: FaultPlan | None) -> None:
-        if plan is not None and plan.kind == "timeout_after_apply":
+    def _end(self, plan: FaultPlan | None) -> None:
+        if plan is None:
+            return
+        if plan.reply_delay_ms > 0:  # slow_reply: applied, the answer takes its time
+            self.faults.sleep(plan.reply_delay_ms / 1000.0)
+        if plan.kind == "timeout_after_apply":
             raise plan.error()
 
     def _validate_common(self, side: str, client_id: str) -> None:
@@ -179,8 +183,11 @@ class SimCore:
         min_qty: float,
         min_notional: float,
         max_qty: float = math.inf,
+        market_max_qty: float = math.inf,
     ) -> SymbolFilters:
-        f = SymbolFilters(symbol, tick_size, step_size, min_qty, min_notional, max_qty)
+        f = SymbolFilters(
+            symbol, tick_size, step_size, min_qty, min_notional, max_qty, market_max_qty
+        )
         with self._lock:
             st = self._sym(symbol)
             st.set_filters(f)
@@ -213,6 +220,24 @@ class SimCore:
 
     def symbol_status(self, symbol: str) -> str:
         return self._status.get(symbol, "TRADING")
+
+    def set_market_max_qty(self, symbol: str, qty: float) -> SymbolFilters:
+        """MARKET_LOT_SIZE.maxQty of `symbol` (inf: none): MARKET orders above it get -4005."""
+        if not qty > 0:
+            raise ValueError(f"{symbol}: market max qty must be > 0, got {qty!r}")
+        with self._lock:
+            st = self._sym(symbol)
+            f = replace(
+                self._filters(st, st.last if st.last is not None else st.mark),
+                market_max_qty=float(qty),
+            )
+            st.set_filters(f)
+            st.filters_explicit = True
+        return f
+
+    def market_max_qty(self, symbol: str) -> float:
+        """The largest MARKET order quantity of `symbol` (MARKET_LOT_SIZE.maxQty; inf: none)."""
+        return self.get_filters(symbol).market_max_qty
 
     def symbols(self) -> list[str]:
         """Every symbol the venue has seen (fed, priced, traded or configured)."""

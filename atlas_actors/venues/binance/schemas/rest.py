@@ -103,6 +103,7 @@ def symbol_entry_wire(
     min_qty: str,
     min_notional: str,
     max_qty: str = "1000000",
+    market_max_qty: str | None = None,
     quote_asset: str | None = None,
     status: str = "TRADING",
 ) -> dict[str, Any]:
@@ -130,7 +131,7 @@ def symbol_entry_wire(
             {
                 "filterType": "MARKET_LOT_SIZE",
                 "minQty": min_qty,
-                "maxQty": max_qty,
+                "maxQty": market_max_qty or max_qty,
                 "stepSize": step_size,
             },
             {"filterType": "MIN_NOTIONAL", "notional": min_notional},
