@@ -33,13 +33,12 @@ from atlas_actors.actors import symbol as sa
 from atlas_actors.actors.market_feed import EventRouter, MarketFeed, PaperReplay
 from atlas_actors.actors.order_gateway import GatewayPort, InFlight, Lanes, OrderGateway
 from atlas_actors.actors.sentinel import Sentinel
-from atlas_actors.domain.lifecycle import R_ENTRY
-from atlas_actors.domain.txn import client_id_head, role_of
 from atlas_actors.engine import SymbolEngine
 from atlas_actors.venues.ban_gate import BanGate
 from atlas_actors.venues.base import VenueError
 from supervisor.bans import BanAlerts
 from supervisor.children import CRASH_ALERT_EVERY_S, CRASH_LOG_MAX, Child, restart_delay
+from supervisor.shutdown import cancel_resting_entries
 
 WATCH_HANDOVER_S = 0.5  # the Sentinel must take a visibility check this fast, else inline
 
@@ -650,7 +649,14 @@ class AtlasTree:
                 self.bars_fed = int(self.feed.proxy().bars_sent.get(timeout=min(2.0, left())))
             except Exception:  # noqa: BLE001
                 pass
-        self._bounded(self._cancel_resting_entries, min(3.0, left()), "cancel resting entries")
+        self._await_verdicts(min(2.0, left()))
+        self._bounded(
+            lambda: cancel_resting_entries(
+                self.venue, self.symbols, self.prefix, self.sink, self.clock
+            ),
+            min(3.0, left()),
+            "cancel resting entries",
+        )
         if self.manage_stream:
             self._bounded(self.venue.ws_stop, min(2.0, left()), "stop the streams")
         self._bounded(self.flush, min(2.0, left()), "flush")
@@ -669,6 +675,18 @@ class AtlasTree:
                     pass
         self._bounded(self.flush, left(0.5), "final flush")
 
+    def _await_verdicts(self, timeout_s: float) -> None:
+        """Stops placed just before the stop still get their Sentinel verdict recorded."""
+        deadline = time.monotonic() + timeout_s
+        s = self.sentinel_proxy()
+        while s is not None and time.monotonic() < deadline:
+            try:
+                if s.idle().get(timeout=max(0.05, deadline - time.monotonic())):
+                    return
+            except Exception:  # noqa: BLE001 - dead or busy: nothing more to wait for
+                return
+            time.sleep(0.02)
+
     def _bounded(self, fn: Callable[[], None], timeout_s: float, what: str) -> bool:
         """Run `fn` on a helper thread and wait at most `timeout_s` for it."""
         done = threading.Event()
@@ -686,36 +704,6 @@ class AtlasTree:
             log.error("shutdown: %s did not finish within %.1f s; going on", what, timeout_s)
             return False
         return True
-
-    def _cancel_resting_entries(self) -> None:
-        """Resting entry orders of ours would open positions while nobody watches: cancel
-        them. Reduce-only orders (take-profits) and Algo stops stay where they are."""
-        for sym in self.symbols:
-            try:
-                orders = self.venue.get_open_orders(sym)
-            except VenueError as exc:
-                log.warning("shutdown: cannot list %s's open orders: %s", sym, exc)
-                continue
-            head = client_id_head(self.prefix, sym)
-            for o in orders:
-                cid = str(o.get("client_order_id") or "")
-                if not cid.startswith(head) or o.get("reduce_only"):
-                    continue
-                if role_of(cid) != R_ENTRY:
-                    continue
-                try:
-                    self.venue.cancel_order(symbol=sym, order_id=None, client_order_id=cid)
-                    self.sink.emit(
-                        {
-                            "kind": "order_cancel",
-                            "ts": int(self.clock()),
-                            "symbol": sym,
-                            "client_id": cid,
-                            "reason": "shutdown: resting entry cancelled",
-                        }
-                    )
-                except VenueError as exc:
-                    log.warning("shutdown: cannot cancel %s entry %s: %s", sym, cid, exc)
 
     # ------------------------------------------------------------------ admin controller
 

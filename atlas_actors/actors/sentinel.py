@@ -33,7 +33,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
@@ -311,6 +311,7 @@ class Sentinel(pykka.ThreadingActor):
         self.emergency_venue = emergency_venue
         self.symbol_ref = symbol_ref
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sentinel")
+        self._checks: set[Future[None]] = set()
         self.on_emergency = on_emergency
         self.on_alert = on_alert
         self.step_size = step_size or (lambda symbol: _venue_step(venue, symbol))
@@ -344,7 +345,15 @@ class Sentinel(pykka.ThreadingActor):
         the stop it supersedes (whose verdicts then never flatten)."""
         if replaces:
             self._supersede(symbol, replaces)
-        self.pool.submit(self._watch, symbol, client_algo_id, deadline_ms, acked_at)
+        self._checks.add(
+            self.pool.submit(self._watch, symbol, client_algo_id, deadline_ms, acked_at)
+        )
+
+    def idle(self) -> bool:
+        """No visibility check in flight (a graceful stop lets running checks deliver their
+        verdicts before the actors go)."""
+        self._checks = {f for f in self._checks if not f.done()}
+        return not self._checks
 
     def ensure_algo_visible(
         self,
