@@ -38,6 +38,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from atlas_actors.domain.covering import covering_stop as domain_covering_stop
+
 PAPER_VENUE_META = "paper_venue"  # supervisor/run.py stores the paper SimVenue book here
 CONDITIONAL_TYPES = frozenset(
     {"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"}
@@ -177,20 +179,15 @@ class VenueView:
 
 
 def covering_stop(view: VenueView, symbol: str) -> dict[str, Any] | None:
-    """The open Algo stop that protects the whole position of `symbol`, or None."""
+    """The open Algo stop that protects the whole position of `symbol`, or None
+    (`domain.covering`: the one meaning of "covering" every check uses)."""
     pos = view.positions.get(symbol)
     if pos is None or pos["side"] == "NONE":
         return None
-    closing = "SELL" if pos["side"] == "LONG" else "BUY"
-    tolerance = max(view.step(symbol) * 0.5, QTY_EPS)
-    for a in view.open_algos(symbol):
-        if str(a.get("side")) != closing:
-            continue
-        if bool(a.get("close_position")):
-            return a
-        if bool(a.get("reduce_only")) and float(a.get("qty") or 0.0) >= pos["qty"] - tolerance:
-            return a
-    return None
+    found = domain_covering_stop(
+        view.open_algos(symbol), pos["side"], pos["qty"], view.step(symbol)
+    )
+    return None if found is None else dict(found)
 
 
 # ====================================================================== protection over time
@@ -407,7 +404,7 @@ def check_records(
                 record_ids[cid].add(str(vid))
             if rec.get("role") == "sl" and vid is not None:
                 stop_records[cid] = dict(rec)
-        elif kind == "stop_invisible" and not rec.get("venue_flat"):
+        elif kind == "stop_invisible" and not (rec.get("venue_flat") or rec.get("superseded")):
             invisible.append(dict(rec))
         elif kind in ("stop_invisible", "stop_visible"):
             settled.add(str(rec.get("client_algo_id")))  # a verdict: seen, or nothing to guard

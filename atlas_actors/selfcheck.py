@@ -5,6 +5,9 @@ check, PASS or FAIL with a reason. Nothing raises out of it: an exception, a han
 has a deadline) or a missing adapter method becomes a FAIL line naming what went wrong.
 
 Checks (in this order):
+  python-binance           (BinanceAdapter only) the installed version is >= 1.0.33 and its
+                           Client has the algo methods (older releases install fine and fail at
+                           the first stop)
   REST connectivity        a public call (server time when the adapter has it, then the mark
                            price of the first symbol)
   API permissions          get_balances() answers with total_equity / available_balance
@@ -141,6 +144,36 @@ def _params_of(config_or_params: Any) -> tuple[Any, str, str]:
     return config_or_params, "1m", "atl"
 
 
+PYTHON_BINANCE_MIN = (1, 0, 33)  # the first release with the algo (conditional) order methods
+ALGO_METHODS = ("futures_create_algo_order", "futures_get_open_algo_orders")
+
+
+def python_binance_check(version: str | None = None, client_cls: Any = None) -> tuple[bool, str]:
+    """(ok, reason) for the installed python-binance (or the given version and Client)."""
+    if version is None:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as installed
+
+        try:
+            version = installed("python-binance")
+        except PackageNotFoundError:
+            return False, "python-binance is not installed"
+    if client_cls is None:
+        from binance.client import Client
+
+        client_cls = Client
+    try:
+        parts = tuple(int(p) for p in version.split(".")[:3])
+    except ValueError:
+        parts = (0,)
+    missing = [m for m in ALGO_METHODS if not callable(getattr(client_cls, m, None))]
+    floor = ".".join(map(str, PYTHON_BINANCE_MIN))
+    has = "has the algo methods" if not missing else f"lacks {', '.join(missing)}"
+    ok = parts >= PYTHON_BINANCE_MIN and not missing
+    reason = f"python-binance {version} {has}"
+    return ok, reason if ok else f"{reason}; Atlas needs >= {floor} (pip install -U python-binance)"
+
+
 def run_selfcheck(
     adapter: Any,
     config_or_params: Any,
@@ -174,6 +207,9 @@ def run_selfcheck(
 
     if not symbols:
         report.add("symbols", False, "no symbols configured (run.symbols)")
+
+    if type(adapter).__module__.startswith("atlas_actors.venues.binance"):
+        report.add("python-binance", *python_binance_check())
 
     def rest() -> str:
         parts = []

@@ -1,7 +1,8 @@
 """`make bench`: run every benchmark module, print one table, write bench/results.json.
 
 Modules (each optional; a missing or failing one is reported in the table, never fatal):
-store_bench, domain_bench, venue_bench, binance_bench, backtest_bench, tree_bench. Each
+store_bench, domain_bench, venue_bench, binance_bench, backtest_bench, tree_bench,
+protection_bench. Each
 exposes `main(quick: bool) -> dict`. A module may return a ``table`` list of rows
 (``figure, value, unit, baseline, baseline_label, goal, met, value_text``); otherwise its
 figures are flattened into rows, and a ``baseline_*`` / ``raw_*`` / ``*_baseline`` figure is
@@ -32,6 +33,7 @@ MODULES = (
     "binance_bench",
     "backtest_bench",
     "tree_bench",
+    "protection_bench",
 )
 RESULTS = Path(__file__).resolve().parent / "results.json"
 _BASELINE_MARKS = ("csv_baseline_", "baseline_loop_", "baseline_", "raw_")

@@ -1,4 +1,5 @@
-"""Alerts to Sentry: actor crashes, restart-intensity HALT, EMERGENCY_FLAT, live selfcheck failure.
+"""Alerts to Sentry: actor crashes, restart-intensity HALT, EMERGENCY_FLAT, the venue's own closes
+(liquidation, ADL, settlement), live selfcheck failure.
 
 Off (every method a no-op that still records `(kind, tags)` in `alerts.sent`) when no DSN is
 configured. When on, Atlas uses its own `sentry_sdk.Client`, not the global `sentry_sdk.init`:
@@ -149,6 +150,38 @@ class Alerts:
             level="fatal",
             message=f"EMERGENCY_FLAT {symbol}: {reason}",
             extra={"reason": reason, "details": dict(details)},
+        )
+
+    def stop_unconfirmed(self, symbol: str, reason: str) -> None:
+        """A protective stop's visibility is unknown past its deadline (the venue is silent)."""
+        self._capture(
+            "stop_unconfirmed",
+            {"symbol": symbol},
+            level="error",
+            message=f"{symbol}: {reason}",
+            extra={"reason": reason},
+        )
+
+    def venue_closed(self, symbol: str, kind: str, details: Mapping[str, Any]) -> None:
+        """The exchange closed (part of) a position itself: liquidation, ADL or settlement."""
+        self._capture(
+            "venue_closed",
+            {"symbol": symbol, "venue_close": kind},
+            level="fatal" if kind == "liquidation" else "error",
+            message=f"{kind.upper()} {symbol}: {details.get('reason', '')}",
+            extra={"kind": kind, "details": dict(details)},
+        )
+
+    def venue_banned(self, detail: str) -> None:
+        """REST is banned by the venue (HTTP 429/418): `detail` = "until <ms>: <why>"."""
+        until = detail.split(":", 1)[0].removeprefix("until ").strip()
+        self._capture(
+            "venue_banned",
+            {},
+            level="fatal",
+            message=f"Binance REST ban {detail}; no request is sent until it ends, "
+            "the stops already on the exchange protect",
+            extra={"until_ms": until, "detail": detail},
         )
 
     def storage_failed(self, reason: str) -> None:

@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-admin", action="store_true", help="do not open the admin socket")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument(
+        "--adopt",
+        action="store_true",
+        help="take over open orders with this instance's client-id prefix that its state "
+        "never issued (else the start is refused: another instance may be trading)",
+    )
+    p.add_argument(
         "--run-seconds", type=float, help="stop after this many seconds (live/testnet/sim-exchange)"
     )
     return p
@@ -204,7 +210,9 @@ def main_run(argv: list[str]) -> int:
         cfg = load_run_config(a)
     except (ConfigError, ValueError) as exc:
         return config_error_exit(exc)
-    rc = run_service(cfg, quiet=a.quiet, no_admin=a.no_admin, run_seconds=a.run_seconds)
+    rc = run_service(
+        cfg, quiet=a.quiet, no_admin=a.no_admin, run_seconds=a.run_seconds, adopt=a.adopt
+    )
     _exit_if_threads_linger(rc)
     return rc
 
@@ -291,18 +299,23 @@ def check_symbols_listed(venue: Any, symbols: list[str]) -> None:
     from atlas_actors.venues.base import VenueError
 
     missing = []
+    status_of = getattr(venue, "symbol_status", None)
     for sym in symbols:
         try:
             if hasattr(venue, "get_symbol_filters"):
                 venue.get_symbol_filters(sym)
             else:
                 venue.get_filters(sym)
+            status = status_of(sym) if callable(status_of) else "TRADING"
         except KeyError:
             missing.append(sym)
         except VenueError as exc:
             if exc.code != -1121:
                 raise
             missing.append(sym)
+        else:
+            if status != "TRADING":
+                missing.append(f"{sym} ({status})")
     if missing:
         raise StartupFailed(
             f"the venue does not trade {', '.join(missing)} (not listed, or not TRADING); "
@@ -310,8 +323,29 @@ def check_symbols_listed(venue: Any, symbols: list[str]) -> None:
         )
 
 
+def check_one_instance(
+    venue: Any, store: Any, symbols: list[str], prefix: str, adopt: bool
+) -> None:
+    """Open orders of this prefix the shard never issued: another instance (see
+    supervisor/instances.py). Refused (StartupFailed) unless `adopt`."""
+    from supervisor import instances
+
+    found = instances.foreign_client_ids(venue, store, symbols, prefix)
+    if not found:
+        return
+    if not adopt:
+        raise StartupFailed(instances.describe(found, prefix))
+    log.warning("--adopt: taking over %s", found)
+    instances.adopt(store, found, prefix)
+
+
 def run_service(
-    cfg: Any, *, quiet: bool = False, no_admin: bool = False, run_seconds: float | None = None
+    cfg: Any,
+    *,
+    quiet: bool = False,
+    no_admin: bool = False,
+    run_seconds: float | None = None,
+    adopt: bool = False,
 ) -> int:
     from atlas_actors.events import JsonlRecordWriter, read_records
     from atlas_actors.store import StateStore, StoreError
@@ -347,12 +381,17 @@ def run_service(
     sink = None
     rc = 0
     try:
+        from atlas_actors.venues.binance.account import MarginAssetMix
+
         try:
             venue, replay, before_flush = build_venue(cfg, secrets, store)
         except LiveModeRefused as exc:
             print(f"atlas run: refused: {exc}", file=sys.stderr)
             return 2
+        except MarginAssetMix as exc:
+            raise StartupFailed(str(exc)) from None
         check_symbols_listed(venue, list(cfg.run.symbols))
+        check_one_instance(venue, store, list(cfg.run.symbols), cfg.run.client_id_prefix, adopt)
         if cfg.run.mode == "live":
             from atlas_actors.selfcheck import run_selfcheck
 

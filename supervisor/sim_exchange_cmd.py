@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas_actors.sim_exchange import LOOPBACK_HOSTS, SimExchangeServer
+from atlas_actors.venues.binance.account import MarginAssetMix, margin_asset_of_symbols
 from atlas_actors.venues.sim import SimVenue
 
 DEFAULT_SYMBOLS = ("BTCUSDC", "XRPUSDT", "ADABTC")
@@ -95,7 +96,13 @@ def main_sim_exchange(argv: list[str]) -> int:
             cursor = state.get("replay")
             funding = {}  # already in the restored book
         else:
-            venue = SimVenue(starting_balance=args.balance)
+            # the wallet row the balance sits in: the symbols' margin asset (USDT when they
+            # mix assets, as Binance's USDT-only totals would)
+            try:
+                asset = margin_asset_of_symbols(tuple(symbols))
+            except MarginAssetMix:
+                asset = "USDT"
+            venue = SimVenue(starting_balance=args.balance, asset=asset)
         server = SimExchangeServer(
             venue,
             host=args.host,

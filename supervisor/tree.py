@@ -19,7 +19,6 @@ exchange).
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -32,53 +31,18 @@ from atlas_actors.account import AccountView
 from atlas_actors.account_guard import AccountGuard
 from atlas_actors.actors import symbol as sa
 from atlas_actors.actors.market_feed import EventRouter, MarketFeed, PaperReplay
-from atlas_actors.actors.order_gateway import GatewayPort, Lanes, OrderGateway
+from atlas_actors.actors.order_gateway import GatewayPort, InFlight, Lanes, OrderGateway
 from atlas_actors.actors.sentinel import Sentinel
-from atlas_actors.domain.lifecycle import R_ENTRY
-from atlas_actors.domain.txn import client_id_head, role_of
 from atlas_actors.engine import SymbolEngine
+from atlas_actors.venues.ban_gate import BanGate
 from atlas_actors.venues.base import VenueError
+from supervisor.bans import BanAlerts
+from supervisor.children import CRASH_ALERT_EVERY_S, CRASH_LOG_MAX, Child, restart_delay
+from supervisor.shutdown import cancel_resting_entries
+
+WATCH_HANDOVER_S = 0.5  # the Sentinel must take a visibility check this fast, else inline
 
 log = logging.getLogger("atlas.supervisor")
-
-
-CRASH_LOG_MAX = 200  # the newest crashes kept for `atlas admin status` and post-mortems
-CRASH_ALERT_EVERY_S = 300.0  # one symbol's repeated crashes alert at most this often
-
-
-def restart_delay(
-    crashes_in_window: int,
-    *,
-    halted: bool,
-    base_s: float,
-    max_s: float,
-    rng: Callable[[], float] = random.random,
-) -> float:
-    """Back-off before restarting a crashed symbol actor: the first crash restarts at once
-    (recovery must not wait), then base, 2x base, 4x base ... capped at max, with +-20 %
-    jitter so that symbols failing together do not retry in lock-step. A HALTED symbol that
-    crashes again waits the cap: it keeps its protection but must not crash-loop."""
-    if halted:
-        delay = max_s
-    elif crashes_in_window <= 1:
-        return 0.0
-    else:
-        delay = min(max_s, base_s * 2 ** (crashes_in_window - 2))
-    return float(delay * (0.8 + 0.4 * rng()))
-
-
-class Child:
-    def __init__(self, symbol: str) -> None:
-        self.symbol = symbol
-        self.ref: pykka.ActorRef[Any] | None = None
-        self.restarts: deque[float] = deque()
-        self.halted = False
-        self.status = sa.STARTING
-        self.restart_count = 0
-        self.fence = threading.Event()  # set when this child's current instance is replaced
-        self.generation = 0  # bumped by every (re)start: a delayed restart that lost its turn
-        self.last_alert_at = float("-inf")
-        self.alerts_suppressed = 0
 
 
 class AtlasTree:
@@ -114,6 +78,10 @@ class AtlasTree:
         restart_backoff_max_s: float = 60.0,
     ) -> None:
         self.venue = venue
+        # One for the whole process: during a venue ban no port sends anything.
+        self.ban_alerts = BanAlerts(lambda: self.alerts)
+        self.ban_gate = BanGate(on_ban=self.ban_alerts.on_gate_ban)
+        self.in_flight = InFlight()  # actors waiting on a (slow) venue reply
         self.store = store
         self.sink = sink
         self.params = params
@@ -129,6 +97,8 @@ class AtlasTree:
         self.restart_backoff_max_s = restart_backoff_max_s
         self.ping_interval_s = ping_interval_s
         self.ping_timeout_s = ping_timeout_s
+        # a venue call may take the gateway's timeout (10 s) a few times over (lookups)
+        self.slow_call_grace_s = 60.0
         self.audit_interval_s = audit_interval_s
         self.flush_interval_s = flush_interval_s
         self.deadline_ms = deadline_ms
@@ -206,6 +176,7 @@ class AtlasTree:
             self.sentinel_proxy,
             bars_from_stream=self.replay is None,
             on_resync=self._on_resync,
+            on_ban=self.ban_alerts.on_venue_ban,
         )
         self.venue.add_listener(self.accounts.on_event)
         self.venue.add_listener(self.router.dispatch)
@@ -229,13 +200,16 @@ class AtlasTree:
         self._lanes = self.gateway.proxy().lanes_ref().get()
 
     def _start_sentinel(self) -> None:
-        port = GatewayPort(self.venue, "__sentinel__", self.lanes)
+        port = GatewayPort(
+            self.venue, "__sentinel__", self.lanes, gate=self.ban_gate, in_flight=self.in_flight
+        )
         self.sentinel = Sentinel.start(
-            self.venue,
+            port,
             port.emergency,
             self.symbol_ref,
             poll_interval_s=self.sentinel_poll_s,
             on_emergency=self._on_emergency,
+            on_alert=self._on_protection_alert,
         )
 
     def _start_feed(self) -> None:
@@ -263,8 +237,10 @@ class AtlasTree:
 
     def _engine_factory(self, symbol: str, fence: threading.Event) -> Callable[[], SymbolEngine]:
         def make() -> SymbolEngine:
-            port = GatewayPort(self.venue, symbol, self.lanes)
-            return SymbolEngine(
+            port = GatewayPort(
+                self.venue, symbol, self.lanes, gate=self.ban_gate, in_flight=self.in_flight
+            )
+            engine = SymbolEngine(
                 symbol,
                 venue=port,
                 emergency_venue=port.emergency,
@@ -277,26 +253,50 @@ class AtlasTree:
                 prefix=self.prefix,
                 deadline_ms=self.deadline_ms,
             )
+            engine.on_venue_close = lambda kind, rec: self._on_venue_close(symbol, kind, rec)
+            return engine
 
         return make
 
-    def _watch_stop(self, symbol: str, cid: str, deadline_ms: int) -> None:
+    def _watch_stop(
+        self,
+        symbol: str,
+        cid: str,
+        deadline_ms: int,
+        acked_at: float | None = None,
+        replaces: str | None = None,
+    ) -> bool | None:
+        """Hand a stop's visibility check to the Sentinel (None), or - while the Sentinel is
+        down or restarting - check it inline, the same rule, and return the verdict for the
+        engine to act on (a check is never dropped)."""
         s = self.sentinel_proxy()
         if s is not None:
-            s.watch(symbol, cid, deadline_ms)
-        else:  # no sentinel right now: check inline rather than leave it unchecked
-            self._ensure_visible(symbol, cid, deadline_ms)
+            try:
+                s.watch(symbol, cid, deadline_ms, acked_at=acked_at, replaces=replaces).get(
+                    timeout=WATCH_HANDOVER_S
+                )
+                return None
+            except Exception as exc:  # noqa: BLE001 - dead, stopping or stuck: check inline
+                log.warning("%s: Sentinel did not take the check of %s: %r", symbol, cid, exc)
+        return self._ensure_visible(symbol, cid, deadline_ms, acked_at=acked_at)
 
-    def _ensure_visible(self, symbol: str, cid: str, deadline_ms: int) -> bool:
+    def _ensure_visible(
+        self, symbol: str, cid: str, deadline_ms: int, *, acked_at: float | None = None
+    ) -> bool:
         from atlas_actors.actors.sentinel import VisibilityGuard
 
         s = self.sentinel
         if s is not None and s.is_alive():
             try:
-                return bool(s.proxy().guard.get().ensure_algo_visible(symbol, cid, deadline_ms))
-            except pykka.ActorDeadError:
+                guard = s.proxy().guard.get(timeout=WATCH_HANDOVER_S)
+                return bool(guard.ensure_algo_visible(symbol, cid, deadline_ms, acked_at=acked_at))
+            except (pykka.ActorDeadError, pykka.Timeout):
                 pass
-        return VisibilityGuard(self.venue).ensure_algo_visible(symbol, cid, deadline_ms)
+        guard = VisibilityGuard(self.venue, poll_interval_s=self.sentinel_poll_s)
+        try:
+            return guard.ensure_algo_visible(symbol, cid, deadline_ms, acked_at=acked_at)
+        finally:
+            guard.close()
 
     def _start_symbol(self, symbol: str, *, why: str) -> None:
         child = self.children[symbol]
@@ -399,6 +399,19 @@ class AtlasTree:
         if self.alerts is not None:
             self.alerts.emergency_flat(symbol, reason, result)
 
+    def _on_protection_alert(self, symbol: str, reason: str) -> None:
+        """A stop's visibility stayed unknown past its deadline (the venue does not answer)."""
+        self.sink.emit(
+            {"kind": "alert", "ts": int(self.clock()), "symbol": symbol, "reason": reason}
+        )
+        notify = getattr(self.alerts, "stop_unconfirmed", None)
+        if notify is not None:
+            notify(symbol, reason)
+
+    def _on_venue_close(self, symbol: str, kind: str, record: dict[str, Any]) -> None:
+        if self.alerts is not None:
+            self.alerts.venue_closed(symbol, kind, record)
+
     def _on_resync(self) -> None:
         for sym in self.symbols:
             ref = self.symbol_ref(sym)
@@ -487,25 +500,43 @@ class AtlasTree:
                     if not self._stopping.is_set() and not self._alive(ref):
                         with self._lock:
                             self._restart_shared(name)
-                for sym, child in self.children.items():
-                    ref = child.ref
-                    if ref is None or self._stopping.is_set():
-                        continue
-                    if not ref.is_alive():
-                        continue  # its crash report is already restarting it
-                    try:
-                        ref.ask({"msg": "ping"}, timeout=self.ping_timeout_s)
-                    except pykka.Timeout:
-                        self._child_failed(sym, TimeoutError(f"{sym} did not answer a ping"))
-                    except pykka.ActorDeadError:
-                        pass
+                self._ping_children()
                 if time.monotonic() - last_audit >= self.audit_interval_s:
                     last_audit = time.monotonic()
                     self._audit()
             except Exception:  # noqa: BLE001 - the monitor must outlive anything
                 log.exception("monitor loop error")
 
+    def _ping_children(self) -> None:
+        """Ping every SymbolActor at once and wait for all within one timeout (a slow one
+        cannot starve the others' pings). No answer is a failure, unless the actor is inside
+        a venue call that has not outlasted the slow-reply grace (it answers after it)."""
+        pending: dict[str, Any] = {}
+        for sym, child in self.children.items():
+            ref = child.ref
+            if ref is None or self._stopping.is_set() or not ref.is_alive():
+                continue  # (a dead one's crash report is already restarting it)
+            try:
+                pending[sym] = ref.ask({"msg": "ping"}, block=False)
+            except pykka.ActorDeadError:
+                pass
+        deadline = time.monotonic() + self.ping_timeout_s
+        for sym, fut in pending.items():
+            try:
+                fut.get(timeout=max(0.0, deadline - time.monotonic()))
+            except pykka.Timeout:
+                busy = self.in_flight.busy_for(sym)
+                if busy is not None and busy < self.slow_call_grace_s:
+                    log.warning("%s: no ping answer, waiting %.1f s on the venue", sym, busy)
+                    continue
+                self._child_failed(sym, TimeoutError(f"{sym} did not answer a ping"))
+            except pykka.ActorDeadError:
+                pass
+
     def _audit(self) -> None:
+        """Periodic protection audit: a position without a covering stop (domain.covering)
+        is re-protected by its actor's recovery - recover_protection, then the 1 s visibility
+        rule, and the P0 flatten when the stop is not visible - not just recreated."""
         s = self.sentinel_proxy()
         if s is None:
             return
@@ -515,8 +546,9 @@ class AtlasTree:
             return
         for f in findings:
             sym = f.get("symbol")
-            if sym and self.symbol_ref(sym) is not None:
-                self.symbol_ref(sym).tell({"msg": "recover", "why": f"audit: {f['problem']}"})
+            ref = self.symbol_ref(sym) if sym else None
+            if ref is not None:
+                ref.tell({"msg": "recover", "why": f"audit: {f['problem']}"})
 
     def flush(self) -> None:
         if self.before_flush is not None:
@@ -617,7 +649,14 @@ class AtlasTree:
                 self.bars_fed = int(self.feed.proxy().bars_sent.get(timeout=min(2.0, left())))
             except Exception:  # noqa: BLE001
                 pass
-        self._bounded(self._cancel_resting_entries, min(3.0, left()), "cancel resting entries")
+        self._await_verdicts(min(2.0, left()))
+        self._bounded(
+            lambda: cancel_resting_entries(
+                self.venue, self.symbols, self.prefix, self.sink, self.clock
+            ),
+            min(3.0, left()),
+            "cancel resting entries",
+        )
         if self.manage_stream:
             self._bounded(self.venue.ws_stop, min(2.0, left()), "stop the streams")
         self._bounded(self.flush, min(2.0, left()), "flush")
@@ -636,6 +675,18 @@ class AtlasTree:
                     pass
         self._bounded(self.flush, left(0.5), "final flush")
 
+    def _await_verdicts(self, timeout_s: float) -> None:
+        """Stops placed just before the stop still get their Sentinel verdict recorded."""
+        deadline = time.monotonic() + timeout_s
+        s = self.sentinel_proxy()
+        while s is not None and time.monotonic() < deadline:
+            try:
+                if s.idle().get(timeout=max(0.05, deadline - time.monotonic())):
+                    return
+            except Exception:  # noqa: BLE001 - dead or busy: nothing more to wait for
+                return
+            time.sleep(0.02)
+
     def _bounded(self, fn: Callable[[], None], timeout_s: float, what: str) -> bool:
         """Run `fn` on a helper thread and wait at most `timeout_s` for it."""
         done = threading.Event()
@@ -653,36 +704,6 @@ class AtlasTree:
             log.error("shutdown: %s did not finish within %.1f s; going on", what, timeout_s)
             return False
         return True
-
-    def _cancel_resting_entries(self) -> None:
-        """Resting entry orders of ours would open positions while nobody watches: cancel
-        them. Reduce-only orders (take-profits) and Algo stops stay where they are."""
-        for sym in self.symbols:
-            try:
-                orders = self.venue.get_open_orders(sym)
-            except VenueError as exc:
-                log.warning("shutdown: cannot list %s's open orders: %s", sym, exc)
-                continue
-            head = client_id_head(self.prefix, sym)
-            for o in orders:
-                cid = str(o.get("client_order_id") or "")
-                if not cid.startswith(head) or o.get("reduce_only"):
-                    continue
-                if role_of(cid) != R_ENTRY:
-                    continue
-                try:
-                    self.venue.cancel_order(symbol=sym, order_id=None, client_order_id=cid)
-                    self.sink.emit(
-                        {
-                            "kind": "order_cancel",
-                            "ts": int(self.clock()),
-                            "symbol": sym,
-                            "client_id": cid,
-                            "reason": "shutdown: resting entry cancelled",
-                        }
-                    )
-                except VenueError as exc:
-                    log.warning("shutdown: cannot cancel %s entry %s: %s", sym, cid, exc)
 
     # ------------------------------------------------------------------ admin controller
 

@@ -126,11 +126,13 @@ class EventRouter:
         *,
         bars_from_stream: bool,
         on_resync: Callable[[], None] | None = None,
+        on_ban: Callable[[StreamStatus], None] | None = None,
     ) -> None:
         self.symbol_ref = symbol_ref
         self.sentinel_ref = sentinel_ref
         self.bars_from_stream = bars_from_stream
         self.on_resync = on_resync
+        self.on_ban = on_ban
         self.dropped = 0
         self._down: set[str] = set()  # streams reported DISCONNECTED and not back yet
 
@@ -154,7 +156,19 @@ class EventRouter:
             elif isinstance(event, StreamStatus):
                 self._on_stream_status(event)
             elif isinstance(event, AccountUpdate):
-                pass  # balances are read through the account view
+                # balances are read through the account view; positions are checked by the
+                # symbol's actor (a change no fill of ours explains must not go unnoticed)
+                for key, pos in event.positions.items():
+                    if ":" in key:
+                        continue  # a hedge-mode row: Atlas runs one-way
+                    self._tell(
+                        str(pos.get("symbol") or key),
+                        {
+                            "msg": "venue_position",
+                            "side": str(pos.get("side") or "NONE"),
+                            "qty": float(pos.get("qty") or 0.0),
+                        },
+                    )
         except Exception:  # noqa: BLE001 - a bad event must not kill the stream thread
             log.exception("feed: cannot dispatch %r", event)
 
@@ -162,6 +176,10 @@ class EventRouter:
         # A venue that resyncs over REST after a reconnect says RESYNCED; one that only
         # reconnects (SimVenue) says CONNECTED. Either way, what the user stream dropped
         # meanwhile (fills, a lost stop) must be reconciled before it is trusted again.
+        if event.status == "BANNED":
+            if self.on_ban is not None:  # the venue says once per ban
+                self.on_ban(event)
+            return
         if event.status == "DISCONNECTED":
             self._down.add(event.stream)
             return

@@ -3,14 +3,19 @@
 `Lanes` (plain controller, testable without actors) runs every write in a per-symbol
 lane (one worker thread per symbol, FIFO), so one symbol's slow or failing call never
 delays another's, plus an emergency lane that never waits behind anything (its own
-thread, exempt from the rate budget). A token bucket keeps normal writes within the
-request budget. `OrderGateway` is the pykka actor shell owning the lanes; `GatewayPort`
-is what a SymbolEngine holds: the ExchangeAdapter's method names, writes routed through
-the lanes, reads sent straight to the venue.
+thread, exempt from the rate budget). A symbol's protection writes (stop placement and
+replacement: `request_priority(PROTECTION)`) have a lane of their own, so a stop never
+queues behind a slow entry of the same symbol. A token bucket keeps normal writes within
+the request budget, with a reserve only protection may use. `OrderGateway` is the pykka
+actor shell owning the lanes; `GatewayPort` is what a SymbolEngine holds: the
+ExchangeAdapter's method names, writes routed through the lanes, reads sent straight to the
+venue; the caller's request priority travels with each write to its lane thread, and every
+request passes the tree's `BanGate` (nothing is sent during a venue ban).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -22,39 +27,91 @@ from typing import Any
 
 import pykka
 
+from atlas_actors.venues.ban_gate import BanGate
 from atlas_actors.venues.base import UnknownOutcome, VenueUnavailable
+from atlas_actors.venues.priority import (
+    Priority,
+    current_priority,
+    effective_priority,
+    request_priority,
+)
 
 log = logging.getLogger("atlas.gateway")
 
 EMERGENCY = "__emergency__"
+PROTECTION_LANE = "!protection"  # suffix of a symbol's protection lane
 _STOP = object()
 
 
 class TokenBucket:
-    """`rate` requests per second with bursts up to `burst`; thread-safe."""
+    """`rate` requests per second with bursts up to `burst`; thread-safe. Protection may
+    borrow `protection_reserve` x burst tokens beyond empty (the others wait for them)."""
 
-    def __init__(self, rate: float, burst: float, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        protection_reserve: float = 0.25,
+    ):
         self.rate = float(rate)
         self.burst = float(burst)
         self.tokens = float(burst)
         self.clock = clock
         self.updated = clock()
         self.lock = threading.Lock()
+        self.reserve = max(0.0, float(protection_reserve)) * self.burst
 
-    def acquire(self, sleep: Callable[[float], None] = time.sleep) -> float:
+    def acquire(
+        self,
+        sleep: Callable[[float], None] = time.sleep,
+        priority: Priority = Priority.TRADING,
+    ) -> float:
         """Take one token, sleeping while none is left. Returns the time waited."""
+        floor = 1.0 - self.reserve if priority == Priority.PROTECTION else 1.0
         waited = 0.0
         while True:
             with self.lock:
                 now = self.clock()
                 self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
                 self.updated = now
-                if self.tokens >= 1.0:
+                if self.tokens >= floor:
                     self.tokens -= 1.0
                     return waited
-                need = (1.0 - self.tokens) / self.rate if self.rate > 0 else 0.05
+                need = (floor - self.tokens) / self.rate if self.rate > 0 else 0.05
             sleep(need)
             waited += need
+
+
+class InFlight:
+    """Which symbols' actors are inside a venue call right now, since when (monotonic).
+    A slow reply keeps an actor busy for up to the gateway's timeout: the supervisor asks
+    this before it takes a missed ping for a dead actor."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since: dict[str, list[float]] = {}
+
+    def enter(self, key: str) -> float:
+        t = time.monotonic()
+        with self._lock:
+            self._since.setdefault(key, []).append(t)
+        return t
+
+    def exit(self, key: str, t: float) -> None:
+        with self._lock:
+            calls = self._since.get(key)
+            if calls and t in calls:
+                calls.remove(t)
+            if not calls:
+                self._since.pop(key, None)
+
+    def busy_for(self, key: str) -> float | None:
+        """Seconds the oldest venue call of `key` has been running (None: none)."""
+        with self._lock:
+            calls = self._since.get(key)
+            return time.monotonic() - min(calls) if calls else None
 
 
 class _Lane:
@@ -73,7 +130,7 @@ class _Lane:
             if item is _STOP:
                 self._fail_queued()
                 return
-            fut, fn = item
+            fut, fn, priority = item
             if not fut.set_running_or_notify_cancel():
                 continue
             if self.stopped:
@@ -82,7 +139,7 @@ class _Lane:
                 )
                 continue
             if self.budget is not None:
-                self.budget.acquire()
+                self.budget.acquire(priority=priority)
             self.busy_since = time.monotonic()
             try:
                 fut.set_result(fn())
@@ -101,7 +158,7 @@ class _Lane:
                 return
             if item is _STOP:
                 continue
-            fut, _ = item
+            fut = item[0]
             if fut.set_running_or_notify_cancel():
                 fut.set_exception(
                     VenueUnavailable(f"order gateway lane {self.name} stopped before sending")
@@ -134,11 +191,24 @@ class Lanes:
                     self._lanes[key] = lane
         return lane
 
-    def submit(self, symbol: str, fn: Callable[[], Any], *, emergency: bool = False) -> Future[Any]:
+    def submit(
+        self,
+        symbol: str,
+        fn: Callable[[], Any],
+        *,
+        emergency: bool = False,
+        priority: Priority = Priority.TRADING,
+    ) -> Future[Any]:
         fut: Future[Any] = Future()
         self.submitted += 1
-        lane = self._lane(EMERGENCY if emergency else symbol)
-        lane.q.put((fut, fn))
+        if emergency:
+            key = EMERGENCY
+        elif priority == Priority.PROTECTION:
+            key = symbol + PROTECTION_LANE
+        else:
+            key = symbol
+        lane = self._lane(key)
+        lane.q.put((fut, fn, priority))
         if lane.stopped:
             # Stopped meanwhile: the lane thread may already have drained its queue and
             # ended, leaving this request to wait forever. Fail it as never sent instead.
@@ -204,6 +274,20 @@ _WRITES = (
     "set_leverage",
     "set_position_mode_one_way",
 )
+_READS = (
+    "get_kline",
+    "get_mark_price",
+    "get_last_price",
+    "get_funding_rate",
+    "get_open_interest",
+    "get_balances",
+    "get_positions",
+    "get_open_orders",
+    "get_order",
+    "get_open_algo_orders",
+    "get_algo_order",
+    "get_position_mode",
+)
 
 
 class GatewayPort:
@@ -219,12 +303,16 @@ class GatewayPort:
         *,
         emergency: bool = False,
         timeout_s: float = 10.0,
+        gate: BanGate | None = None,
+        in_flight: InFlight | None = None,
     ) -> None:
         self._venue = venue
         self._symbol = symbol
         self._lanes_provider = lanes_provider
         self._emergency = emergency
         self._timeout_s = timeout_s
+        self._gate = gate
+        self._in_flight = in_flight
 
     @property
     def emergency(self) -> GatewayPort:
@@ -234,26 +322,63 @@ class GatewayPort:
             self._lanes_provider,
             emergency=True,
             timeout_s=self._timeout_s,
+            gate=self._gate,
+            in_flight=self._in_flight,
         )
+
+    def _waiting(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `fn` on the caller's thread, noted as a venue call in flight."""
+        if self._in_flight is None:
+            return fn(*args, **kwargs)
+        t = self._in_flight.enter(self._symbol)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._in_flight.exit(self._symbol, t)
+
+    def _request(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        method = getattr(self._venue, name)
+        if self._gate is None:
+            return method(*args, **kwargs)
+        return self._gate.call(name, method, *args, **kwargs)
 
     def _write(self, name: str, *args: Any, **kwargs: Any) -> Any:
         lanes = self._lanes_provider()
         if lanes is None:
             raise VenueUnavailable("order gateway is not running")
-        method = getattr(self._venue, name)
+        # The lane thread runs the call in a copy of this context with the caller's declared
+        # priority (the emergency lane: protection), so it reaches the venue adapter's weight
+        # governor too.
+        declared = Priority.PROTECTION if self._emergency else current_priority()
+        ctx = contextvars.copy_context()
+
+        def send() -> Any:
+            return ctx.run(self._in_priority, declared, name, args, kwargs)
+
         try:
             fut = lanes.submit(
-                self._symbol, lambda: method(*args, **kwargs), emergency=self._emergency
+                self._symbol,
+                send,
+                emergency=self._emergency,
+                priority=effective_priority() if declared is None else declared,
             )
         except VenueUnavailable:
             raise
         try:
-            return fut.result(timeout=self._timeout_s)
+            return self._waiting(fut.result, timeout=self._timeout_s)
         except FutureTimeout as exc:
             # The call may still be applied later: the caller resolves it by client id.
             raise UnknownOutcome(f"{name} did not complete within {self._timeout_s}s") from exc
 
+    def _in_priority(
+        self, declared: Priority | None, name: str, args: Any, kwargs: dict[str, Any]
+    ) -> Any:
+        with request_priority(declared):
+            return self._request(name, *args, **kwargs)
+
     def __getattr__(self, name: str) -> Any:
         if name in _WRITES:
             return lambda *a, **k: self._write(name, *a, **k)
+        if name in _READS and (self._gate is not None or self._in_flight is not None):
+            return lambda *a, **k: self._waiting(self._request, name, *a, **k)
         return getattr(self._venue, name)

@@ -25,8 +25,13 @@ from atlas_actors.venues.base import RateLimited, UnknownOutcome, VenueUnavailab
 # crash: recovery is tried again after a back-off, the actor stays RECOVERING (no opens) and
 # keeps answering its inbox, and nothing counts toward the restart intensity (HALT).
 TRANSIENT = (RateLimited, UnknownOutcome, VenueUnavailable)
-RECOVERY_RETRY_BASE_S = 0.25
-RECOVERY_RETRY_MAX_S = 30.0
+RECOVERY_RETRY_BASE_S = 0.2
+# short: a position whose stop was lost waits for this recovery (the venue's Retry-After is
+# honoured on top, and a ban stops every request anyway)
+RECOVERY_RETRY_MAX_S = 2.0
+# An ACCOUNT_UPDATE may come before the ORDER_TRADE_UPDATE that explains it: a position that
+# still disagrees with the venue's this long after the venue reported it is reconciled.
+VENUE_POSITION_GRACE_S = 3.0
 
 log = logging.getLogger("atlas.symbol")
 
@@ -43,6 +48,7 @@ MESSAGE_KINDS = (
     "mark",
     "order_update",
     "algo_update",
+    "venue_position",
     "stop_visibility",
     "emergency_flattened",
     "recover",
@@ -68,8 +74,10 @@ class SymbolActor(pykka.ThreadingActor):
         *,
         on_crash: Callable[[str, BaseException], None],
         on_lifecycle: Callable[[str, str, str], None] | None = None,
-        watch_stop: Callable[[str, str, int], None] | None = None,
-        ensure_visible: Callable[[str, str, int], bool] | None = None,
+        # (symbol, cid, deadline_ms, acked_at, replaces) -> None when the Sentinel took the
+        # check, else the verdict of an inline check (the Sentinel is down: same rule)
+        watch_stop: Callable[[str, str, int, float | None, str | None], bool | None] | None = None,
+        ensure_visible: Callable[..., bool] | None = None,  # (symbol, cid, ms, *, acked_at)
         account_block: Callable[[str, SymbolEngine], str | None] | None = None,
         halted: bool = False,
         deadline_ms: int = 1000,
@@ -91,6 +99,8 @@ class SymbolActor(pykka.ThreadingActor):
         self.last_decision_ms: float = 0.0
         self.recovery: dict[str, Any] | None = None
         self._dead = False
+        self._venue_position: tuple[str, float] | None = None  # the latest ACCOUNT_UPDATE's
+        self._position_check_due = False
 
     # ------------------------------------------------------------------ life
 
@@ -111,8 +121,18 @@ class SymbolActor(pykka.ThreadingActor):
             watch = self.watch_stop
 
             class _Port:
-                def request(self, symbol: str, client_algo_id: str, deadline_ms: int) -> None:
-                    watch(symbol, client_algo_id, deadline_ms)
+                def request(
+                    self,
+                    symbol: str,
+                    client_algo_id: str,
+                    deadline_ms: int,
+                    *,
+                    acked_at: float | None = None,
+                    replaces: str | None = None,
+                ) -> None:
+                    verdict = watch(symbol, client_algo_id, deadline_ms, acked_at, replaces)
+                    if verdict is not None:  # checked inline: act on it like the Sentinel's
+                        eng.on_stop_visibility(client_algo_id, verdict)
 
             eng.visibility = _Port()
         self._refresh_block()
@@ -183,7 +203,10 @@ class SymbolActor(pykka.ThreadingActor):
         algo = out.get("algo") or {}
         cid = algo.get("client_algo_id") if algo else None
         if cid and self.ensure_visible is not None:
-            visible = self.ensure_visible(self.symbol, str(cid), self.deadline_ms)
+            # the deadline of a stop recover_protection just placed starts at its ack
+            visible = self.ensure_visible(
+                self.symbol, str(cid), self.deadline_ms, acked_at=out.get("acked_at")
+            )
             out["visible"] = visible
             if not visible:
                 eng.emergency_flatten(
@@ -272,10 +295,63 @@ class SymbolActor(pykka.ThreadingActor):
         assert self.engine is not None
         self.engine.on_algo_update(message["update"])
 
+    def _on_venue_position(self, message: dict[str, Any]) -> None:
+        """The user stream's ACCOUNT_UPDATE said what the venue holds. A change the shard
+        never hears of as a fill (the exchange closing the position by itself, an order
+        someone else sent) must not leave a phantom position: when the shard still disagrees
+        after `VENUE_POSITION_GRACE_S`, it is reconciled with the venue."""
+        if not message.get("verify"):
+            self._venue_position = (str(message["side"]), float(message["qty"]))
+            if self._position_agrees() or self._position_check_due:
+                return
+            self._position_check_due = True
+            ref = self.actor_ref
+
+            def verify() -> None:
+                try:
+                    ref.tell({"msg": "venue_position", "verify": True})
+                except pykka.ActorDeadError:
+                    pass  # a restarted successor recovers on its own
+
+            timer = threading.Timer(VENUE_POSITION_GRACE_S, verify)
+            timer.daemon = True
+            timer.start()
+            return
+        self._position_check_due = False
+        if self._position_agrees() or self.status_name in (STARTING, RECOVERING):
+            return
+        eng = self.engine
+        assert eng is not None and self._venue_position is not None
+        ps = eng.state.position_state
+        side, qty = self._venue_position
+        self._on_recover(
+            {
+                "msg": "recover",
+                "why": f"ACCOUNT_UPDATE: the venue holds {side} {qty:g}, "
+                f"the shard {ps.side} {ps.qty_total:g}",
+            }
+        )
+
+    def _position_agrees(self) -> bool:
+        eng = self.engine
+        if eng is None or self._venue_position is None:
+            return True
+        side, qty = self._venue_position
+        ps = eng.state.position_state
+        shard_qty = ps.qty_total if ps.side != "NONE" else 0.0
+        venue_qty = qty if side != "NONE" else 0.0
+        step = eng.filters.step_size if eng.filters is not None else 0.0
+        if venue_qty <= step and shard_qty <= step:
+            return True
+        return side == ps.side and abs(venue_qty - shard_qty) <= max(step, 1e-9 * venue_qty)
+
     def _on_stop_visibility(self, message: dict[str, Any]) -> None:
         assert self.engine is not None
         self.engine.on_stop_visibility(
-            message["cid"], bool(message["visible"]), venue_flat=bool(message.get("flat"))
+            message["cid"],
+            bool(message["visible"]),
+            venue_flat=bool(message.get("flat")),
+            late_ms=int(message.get("late_ms") or 0),
         )
 
     def _on_emergency_flattened(self, message: dict[str, Any]) -> None:

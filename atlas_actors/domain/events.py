@@ -82,6 +82,9 @@ class AlgoUpdate:
     working_type: str
     order_id: str | None
     event_time: int
+    # `aq`: what the triggered child executed. A FINISHED stop whose child executed nothing
+    # is a stop the venue removed, not a fired one (None: the venue did not say).
+    executed_qty: float | None = None
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,10 @@ class AccountUpdate:
 
 @dataclass(frozen=True)
 class StreamStatus:
-    """Connection changes of a stream: CONNECTED, DISCONNECTED, RESYNCED, LISTEN_KEY_EXPIRED."""
+    """Connection changes of a stream: CONNECTED, DISCONNECTED, RESYNCED, LISTEN_KEY_EXPIRED;
+    and of the REST link (stream "rest"): BANNED with detail "until <server ms>: <why>"."""
 
-    stream: str  # "market" or "user"
+    stream: str  # "market", "user" or "rest"
     status: str
     detail: str = ""
     event_time: int = 0

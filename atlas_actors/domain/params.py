@@ -59,6 +59,7 @@ class CooldownParams:
     loss_s: int = _p(900, 0, 7 * 86400)  # no opens after a losing trade
     template_s: int = _p(300, 0, 7 * 86400)  # no opens after any trade closes
     emergency_freeze_s: int = _p(1800, 0, 7 * 86400)  # loss + freeze after an emergency flat
+    chop_s: int = _p(900, 0, 7 * 86400)  # §6 step 4: no template fires for this long after CHOP
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,12 @@
 3. ``position``: the rest of the position: on a shift against it (SHOCK, CHOP or the opposite
    trend) with at least ``strategy.shift_lock_min_r`` of profit the stop is tightened to
    break-even (lock profit); otherwise the stop stays;
-4. ``cooldown``: entering SHOCK sets ``cooldown_until.shock`` (when the ShockGuard is
-   enabled), and the ``regime_shift_log`` event (a §8 REGIME_SHIFT risk record) is written.
+4. ``cooldown``: entering SHOCK sets ``cooldown_until.shock = now + shockguard.cooldown_s``
+   (whether or not the ShockGuard's own trigger is enabled: the regime is the market's, not the
+   trigger's); entering CHOP sets ``cooldown_until.template = now + cooldown.chop_s``; a trend or
+   range shift changes no lock. ``cooldown_until.freeze`` belongs to the Sentinel and the
+   operator, never to a regime. Then the ``regime_shift_log`` event is written: the §8
+   REGIME_SHIFT risk record, whose reason ends with ``regime_shift_log``.
 
 `on_regime_shift(symbol, old_regime, new_regime, st, ctx) -> dict` is pure: ``st`` (a
 SymbolState) is not modified; the result carries ``steps`` (the four step names in order
@@ -27,7 +31,7 @@ from typing import Any
 
 from atlas_actors.domain import lifecycle, runner
 from atlas_actors.domain.commands import SetCooldown, risk_record
-from atlas_actors.domain.params import Params
+from atlas_actors.domain.params import Params, default_params
 from atlas_actors.domain.records import PositionStage, SymbolState
 from atlas_actors.domain.txn import Txn
 
@@ -141,15 +145,9 @@ def run_steps(
     steps.append({"step": 3, "name": STEP_NAMES[2], "did": did})
 
     # 4) cooldown / freeze + regime_shift_log
-    did = "no cooldown change"
-    if new_regime == "SHOCK" and params.shockguard.enabled:
-        until = now + params.shockguard.cooldown_s
-        cd = tx.cd()
-        if until > cd.shock:
-            cd.shock = until
-            tx.emit(SetCooldown(sym, "shock", until))
-            did = f"cooldown_until.shock = {until}"
-    steps.append({"step": 4, "name": STEP_NAMES[3], "did": did})
+    steps.append(
+        {"step": 4, "name": STEP_NAMES[3], "did": _regime_cooldown(tx, new_regime, now, params)}
+    )
     pos = tx.st.position_state
     client_ids = [
         c
@@ -167,17 +165,46 @@ def run_steps(
             order_ids=[],
             client_ids=client_ids,
             reason=f"{old_regime} -> {new_regime}; "
-            + "; ".join(f"{s['step']} {s['name']}: {s['did']}" for s in steps),
+            + "; ".join(f"{s['step']} {s['name']}: {s['did']}" for s in steps)
+            + "; regime_shift_log",
             ts=now,
         )
     )
     return steps
 
 
+REGIME_LOCKS = {"SHOCK": "shock", "CHOP": "template"}  # which §4 lock a regime sets
+
+
+def _regime_cooldown(tx: Txn, new_regime: str, now: int, params: Params) -> str:
+    which = REGIME_LOCKS.get(new_regime)
+    if which is None:
+        return "no cooldown change"
+    span = params.shockguard.cooldown_s if which == "shock" else params.cooldown.chop_s
+    until = now + span
+    cd = tx.cd()
+    if until <= getattr(cd, which):
+        return f"cooldown_until.{which} already until {getattr(cd, which)}"
+    setattr(cd, which, until)
+    tx.emit(SetCooldown(tx.st.symbol, which, until))
+    return f"cooldown_until.{which} = {until}"
+
+
 def on_regime_shift(
-    symbol: str, old_regime: str, new_regime: str, st: SymbolState, ctx: Mapping[str, Any]
+    symbol: str,
+    old_regime: str,
+    new_regime: str,
+    st: SymbolState | Mapping[str, Any],
+    ctx: Mapping[str, Any],
 ) -> dict[str, Any]:
-    tx = Txn(st)
+    """The contract's signature. `st` is a SymbolState or its §2.1 dict (then the result's
+    ``state`` is a dict too); `ctx` without ``params`` uses the default parameters."""
+    as_dict = isinstance(st, Mapping)
+    state = SymbolState.from_dict(dict(st)) if isinstance(st, Mapping) else st
+    if "params" not in ctx:
+        ctx = {**ctx, "params": default_params()}
+    ctx = {"now": 0, "bar_index": 0, **ctx}
+    tx = Txn(state)
     if not tx.st.symbol:
         tx.st.symbol = symbol
     tx.st.last_regime = new_regime
@@ -187,7 +214,7 @@ def on_regime_shift(
         "old_regime": old_regime,
         "new_regime": new_regime,
         "steps": steps,
-        "state": tx.st,
+        "state": tx.st.to_dict() if as_dict else tx.st,
         "commands": tx.commands,
         "records": tx.records,
     }

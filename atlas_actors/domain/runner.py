@@ -10,8 +10,12 @@
 - market fallback: a limit exit placed on an earlier bar that is still not filled -> cancel it
   and close with a reduce-only MARKET order.
 
-``ctx`` keys: ``regime`` (str), ``price`` (the closed bar's close), ``params`` (RunnerParams),
-``exit`` (the pending exit dict ``{"cid", "kind", "placed_bar", "tag"}`` or None).
+``ctx`` keys: ``regime`` (str), ``price`` (the closed bar's close), ``params`` (RunnerParams or
+the whole Params; absent: the defaults), ``exit`` (the pending exit dict ``{"cid", "kind",
+"placed_bar", "tag"}`` or None), ``risk_per_unit`` (optional, see below).
+``pos_state`` is a PositionState or the contract's §3 dict: without ``position_stage`` the stage
+follows ``tp1_done`` / ``tp2_done``; without ``risk_per_unit`` (not a §3 field) ``ctx`` gives
+it, else the entry-to-stop distance stands in.
 The result: ``{"action": "HOLD"|"EXIT_LIMIT"|"EXIT_MARKET", "rule": ""|"regime"|"time"|
 "giveback"|"fallback", "reason": str, "qty": float, "price": float, "pnl_r": float}``.
 """
@@ -37,6 +41,29 @@ def _get(pos: PositionState | Mapping[str, Any], name: str) -> Any:
     return pos[name] if isinstance(pos, Mapping) else getattr(pos, name)
 
 
+def _stage(pos: PositionState | Mapping[str, Any]) -> str:
+    if not isinstance(pos, Mapping) or "position_stage" in pos:
+        return str(_get(pos, "position_stage"))
+    if pos.get("tp2_done"):
+        return PositionStage.RUNNER_ONLY
+    return PositionStage.BETWEEN_TP1_TP2 if pos.get("tp1_done") else PositionStage.PRE_TP1
+
+
+def _risk_per_unit(pos: PositionState | Mapping[str, Any], ctx: Mapping[str, Any]) -> float:
+    if not isinstance(pos, Mapping) or "risk_per_unit" in pos:
+        return float(_get(pos, "risk_per_unit"))
+    if "risk_per_unit" in ctx:
+        return float(ctx["risk_per_unit"])
+    return abs(float(pos.get("entry_price", 0.0)) - float(pos.get("sl_price", 0.0)))
+
+
+def _runner_params(ctx: Mapping[str, Any]) -> RunnerParams:
+    p = ctx.get("params")
+    if p is None:
+        return RunnerParams()
+    return p if isinstance(p, RunnerParams) else p.runner
+
+
 def manage_runner(
     symbol: str,
     pos_state: PositionState | Mapping[str, Any],
@@ -44,12 +71,12 @@ def manage_runner(
     ctx: Mapping[str, Any],
 ) -> dict[str, Any]:
     del symbol  # the decision depends only on the position and the market
-    rp: RunnerParams = ctx["params"]
+    rp = _runner_params(ctx)
     price = float(ctx["price"])
     qty = float(_get(pos_state, "qty_runner"))
-    stage = _get(pos_state, "position_stage")
+    stage = _stage(pos_state)
     side = _get(pos_state, "side")
-    r_unit = float(_get(pos_state, "risk_per_unit"))
+    r_unit = _risk_per_unit(pos_state, ctx)
     entry = float(_get(pos_state, "entry_price"))
     pnl_r = (price - entry) * (1 if side == "LONG" else -1) / r_unit if r_unit > 0 else 0.0
 

@@ -55,6 +55,28 @@ def client_id_head(prefix: str, symbol: str) -> str:
     return make_client_id(prefix, symbol, 0, "x")[:-3]
 
 
+# The venue's own closes carry these client ids (Binance ORDER_TRADE_UPDATE `c`): checked in
+# this order, since a settlement id also contains "autoclose-".
+VENUE_CLOSE_IDS = (
+    ("settlement_autoclose", "settlement"),
+    ("adl_autoclose", "adl"),
+    ("autoclose-", "liquidation"),
+)
+
+
+def venue_close_kind(client_id: str, execution_type: str) -> str | None:
+    """The kind ("liquidation", "adl", "settlement") when an ORDER_TRADE_UPDATE's client id
+    (and execution type) is one the exchange gives the orders it sends itself to close a
+    position; None for any other (ours, a person's, a triggered stop's child). A liquidation
+    is `autoclose-…` *and* x = CALCULATED: a TRADE under such an id is not taken for one."""
+    for head, kind in VENUE_CLOSE_IDS:
+        if client_id.startswith(head):
+            if kind == "liquidation" and execution_type != "CALCULATED":
+                return None
+            return kind
+    return None
+
+
 def role_of(client_id: str) -> str:
     """The role code at the end of one of our client ids ("" when none)."""
     i = client_id.rfind("-")

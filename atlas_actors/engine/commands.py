@@ -33,6 +33,7 @@ from atlas_actors.venues.base import (
     VenueError,
     VenueUnavailable,
 )
+from atlas_actors.venues.priority import Priority, request_priority
 
 log = logging.getLogger("atlas.engine")
 
@@ -196,7 +197,8 @@ class VenueCommands:
 
         def place() -> dict[str, Any]:
             return self._send(  # type: ignore[no-any-return]
-                lambda: self.venue.place_algo_stop(
+                lambda: self._protection(
+                    self.venue.place_algo_stop,
                     symbol=cmd.symbol,
                     side=cmd.side,
                     qty=cmd.qty,
@@ -212,6 +214,7 @@ class VenueCommands:
             res = place()
         except UnknownOutcome:
             res = self._lookup_algo(cid)
+            # (every path below that goes on has the venue's acknowledgement, or its record, now)
             if res is None:
                 # Proven absent: the same client id again is safe (idempotent at the venue).
                 try:
@@ -247,12 +250,23 @@ class VenueCommands:
             )
             self.state = replace(self.state, position_state=ps)
             self._persist(flush=False)
+        acked_at = time.monotonic()  # the 1 s clock starts at the venue's acknowledgement
         if cmd.replaces:
             self._replacing[cid] = cmd.replaces
-        self.visibility.request(self.symbol, cid, self.deadline_ms)
+        self.visibility.request(
+            self.symbol, cid, self.deadline_ms, acked_at=acked_at, replaces=cmd.replaces
+        )
+
+    @staticmethod
+    def _protection(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A stop placement/replacement request: it goes before everything else."""
+        with request_priority(Priority.PROTECTION):
+            return fn(*args, **kwargs)
 
     def _lookup_algo(self, cid: str) -> dict[str, Any] | None:
         try:
-            return self.venue.get_algo_order(symbol=self.symbol, client_algo_id=cid)  # type: ignore[no-any-return]
+            return self._protection(  # type: ignore[no-any-return]
+                self.venue.get_algo_order, symbol=self.symbol, client_algo_id=cid
+            )
         except VenueError:
             return None

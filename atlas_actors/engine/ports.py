@@ -12,9 +12,19 @@ from atlas_actors.venues.base import VenueError
 
 
 class VisibilityPort(Protocol):
-    """Asks for a stop's visibility; the verdict comes back via engine.on_stop_visibility."""
+    """Asks for a stop's visibility; the verdict comes back via engine.on_stop_visibility.
+    `acked_at`: when the venue acknowledged the placement (time.monotonic): the deadline
+    starts there. `replaces`: the stop this one supersedes (its verdicts never flatten)."""
 
-    def request(self, symbol: str, client_algo_id: str, deadline_ms: int) -> None: ...
+    def request(
+        self,
+        symbol: str,
+        client_algo_id: str,
+        deadline_ms: int,
+        *,
+        acked_at: float | None = None,
+        replaces: str | None = None,
+    ) -> None: ...
 
 
 class AccountPort(Protocol):
@@ -40,8 +50,16 @@ class SyncVisibility:
         self.interval_s = interval_s
         self.engine: VisibilityListener | None = None
 
-    def request(self, symbol: str, client_algo_id: str, deadline_ms: int) -> None:
-        deadline = time.monotonic() + deadline_ms / 1000.0
+    def request(
+        self,
+        symbol: str,
+        client_algo_id: str,
+        deadline_ms: int,
+        *,
+        acked_at: float | None = None,
+        replaces: str | None = None,
+    ) -> None:
+        deadline = (time.monotonic() if acked_at is None else acked_at) + deadline_ms / 1000.0
         visible = False
         while True:
             try:

@@ -14,6 +14,7 @@ from atlas_actors.domain import core
 from atlas_actors.domain.commands import risk_record
 from atlas_actors.domain.stops import StopSpec
 from atlas_actors.venues.base import OrderRejected
+from atlas_actors.venues.priority import Priority, request_priority
 
 
 def _same_position(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -27,18 +28,10 @@ class Recovery:
 
     def recover(self) -> dict[str, Any]:
         """Reconcile the shard with the venue (the venue is the truth), then make the
-        desired protective stop real with recover_protection. Returns a summary."""
-        venue_pos = self._venue_position()
-        for _ in range(3):
-            open_orders = self.venue.get_open_orders(self.symbol)
-            open_algos = self.venue.get_open_algo_orders(self.symbol)
-            # An order that fills between these reads is gone from the open orders while the
-            # position read before does not show its fill yet (and its fill event is then no
-            # longer ours to apply): read until the position held still across the reads.
-            again = self._venue_position()
-            if _same_position(venue_pos, again):
-                break
-            venue_pos = again
+        desired protective stop real with recover_protection. Returns a summary.
+        The reconciliation reads yield to protection; the stop itself is protection."""
+        with request_priority(Priority.BACKGROUND):
+            venue_pos, open_orders, open_algos = self._read_venue()
         step = core.reconcile(
             self.state, venue_pos, open_orders, open_algos, self.ctx(), self.params, self.now()
         )
@@ -49,7 +42,8 @@ class Recovery:
             return out
         out["desired"] = desired.to_dict()
         try:
-            res = self.venue.recover_protection(self.symbol, desired)
+            with request_priority(Priority.PROTECTION):
+                res = self.venue.recover_protection(self.symbol, desired)
         except OrderRejected as exc:
             # The stop cannot exist (its level is already crossed: -2021 "would immediately
             # trigger"): the position it should protect is closed now instead of crash-looping
@@ -96,6 +90,23 @@ class Recovery:
             )
         )
         return out
+
+    def _read_venue(
+        self,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        """Position, open orders and open algos, read until the position held still."""
+        venue_pos = self._venue_position()
+        for _ in range(3):
+            open_orders = self.venue.get_open_orders(self.symbol)
+            open_algos = self.venue.get_open_algo_orders(self.symbol)
+            # An order that fills between these reads is gone from the open orders while the
+            # position read before does not show its fill yet (and its fill event is then no
+            # longer ours to apply): read until the position held still across the reads.
+            again = self._venue_position()
+            if _same_position(venue_pos, again):
+                break
+            venue_pos = again
+        return venue_pos, open_orders, open_algos
 
     def _venue_position(self) -> dict[str, Any]:
         pos = self.venue.get_positions().get(self.symbol)

@@ -26,6 +26,7 @@ from atlas_actors.domain import core
 from atlas_actors.domain.commands import LogRecord, PlaceLimit, PlaceMarket, SetCooldown
 from atlas_actors.domain.events import AlgoUpdate, OrderUpdate
 from atlas_actors.domain.records import SymbolState, state_to_dict_reusing
+from atlas_actors.domain.txn import venue_close_kind
 from atlas_actors.engine.commands import VenueCommands
 from atlas_actors.engine.emergency import FlattenFailed, close_at_market
 from atlas_actors.engine.id_reserve import extend_reserve, resume_above_reserve
@@ -41,6 +42,7 @@ from atlas_actors.engine.recovery import Recovery
 from atlas_actors.engine.unresolved import UnknownOutcomes
 from atlas_actors.store import StoreError
 from atlas_actors.venues.base import VenueError
+from atlas_actors.venues.priority import Priority, request_priority
 
 log = logging.getLogger("atlas.engine")
 
@@ -51,6 +53,9 @@ class _CtxCache:
     def __init__(self, acct: dict[str, float], ctx: core.MarketCtx) -> None:
         self.acct = acct
         self.ctx = ctx
+
+
+NO_ACCOUNT = {"equity": 0.0, "available_balance": 0.0, "margin_used": 0.0}
 
 
 class SymbolEngine(VenueCommands, Recovery, UnknownOutcomes):
@@ -117,6 +122,8 @@ class SymbolEngine(VenueCommands, Recovery, UnknownOutcomes):
         self.ledger = TradeLedger(symbol, prefix, now=self.now, emit=self._emit)
         self.on_state_change: Callable[[SymbolState], None] | None = None
         self.on_emergency: Callable[[str], None] | None = None  # the actor freezes itself
+        # the exchange closed (part of) the position itself: (kind, risk record) -> an alert
+        self.on_venue_close: Callable[[str, dict[str, Any]], None] | None = None
         self.stats = {"bars": 0, "orders": 0, "stops_placed": 0, "stops_confirmed": 0}
 
     # ------------------------------------------------------------------ inputs
@@ -130,12 +137,16 @@ class SymbolEngine(VenueCommands, Recovery, UnknownOutcomes):
         self._refresh_filters()
         try:
             acct = self.account.snapshot()
-        except VenueError:
-            if self._ctx_cache is None:
-                raise
+        except VenueError as exc:
             # A transient read failure (503, rate limit): the last known balances serve for
-            # this event rather than crashing the actor over figures seconds old.
-            acct = self._ctx_cache.acct
+            # this event rather than crashing the actor over figures seconds old. With none
+            # known yet (a fresh actor), the bar is still judged (exits, regime, runner) but
+            # nothing can be sized: no equity, and opens are blocked naming why.
+            if self._ctx_cache is None:
+                acct = dict(NO_ACCOUNT)
+                self.open_block_reason = self.open_block_reason or f"account unavailable: {exc}"
+            else:
+                acct = self._ctx_cache.acct
         # An account port that returns the same snapshot object while nothing changed (the
         # backtest's) lets an unchanged context be reused instead of rebuilt every bar.
         c = self._ctx_cache
@@ -202,9 +213,14 @@ class SymbolEngine(VenueCommands, Recovery, UnknownOutcomes):
         self._submit(self._do_algo_update, upd)
 
     def on_stop_visibility(
-        self, client_algo_id: str, visible: bool, *, venue_flat: bool = False
+        self,
+        client_algo_id: str,
+        visible: bool,
+        *,
+        venue_flat: bool = False,
+        late_ms: int = 0,
     ) -> None:
-        self._submit(self._do_stop_visibility, client_algo_id, visible, venue_flat)
+        self._submit(self._do_stop_visibility, client_algo_id, visible, venue_flat, late_ms)
 
     def on_emergency_flattened(self, reason: str, result: dict[str, Any]) -> None:
         """Someone else (the Sentinel, an operator) has flattened the position."""
@@ -253,7 +269,11 @@ class SymbolEngine(VenueCommands, Recovery, UnknownOutcomes):
         return self.now()
 
     def _do_order_update(self, upd: OrderUpdate) -> None:
-        key = upd.client_order_id or upd.order_id
+        closed_by = venue_close_kind(upd.client_order_id, upd.execution_type)
+        # The venue's own closes may reuse one client id ("adl_autoclose") for orders with
+        # different ids: de-duplicate those by the venue's order id.
+        key = (upd.order_id or upd.client_order_id) if closed_by else upd.client_order_id
+        key = key or upd.order_id
         seen = self._seen_exec.get(key, 0.0)
         if upd.executed_qty < seen - 1e-12:
             return
@@ -268,7 +288,8 @@ class SymbolEngine(VenueCommands, Recovery, UnknownOutcomes):
             # A fill may place a stop: it must sit beyond the current mark (MARK_PRICE stops
             # trigger on it, and a stop already through the mark is refused with -2021).
             try:
-                self.mark_price = float(self.venue.get_mark_price(self.symbol))
+                with request_priority(Priority.PROTECTION):  # the stop waits for it
+                    self.mark_price = float(self.venue.get_mark_price(self.symbol))
             except (VenueError, ValueError, TypeError):
                 pass
         if key in self._flatten_ids:
@@ -290,6 +311,10 @@ class SymbolEngine(VenueCommands, Recovery, UnknownOutcomes):
             self.state = step.state
             self.ledger.on_fill(upd, new_fill, self.state.position_state)
         self._commit(step)
+        if closed_by is not None and self.on_venue_close is not None:
+            for rec in step.records:
+                if rec.get("kind") == "risk" and str(rec.get("reason")).startswith(closed_by):
+                    self.on_venue_close(closed_by, rec)
 
     def _do_algo_update(self, upd: AlgoUpdate) -> None:
         if upd.order_id:
@@ -298,9 +323,9 @@ class SymbolEngine(VenueCommands, Recovery, UnknownOutcomes):
         self._commit(step)
 
     def _do_stop_visibility(
-        self, client_algo_id: str, visible: bool, venue_flat: bool = False
+        self, client_algo_id: str, visible: bool, venue_flat: bool = False, late_ms: int = 0
     ) -> None:
-        rec = {
+        rec: dict[str, Any] = {
             "kind": "stop_visible" if visible else "stop_invisible",
             "ts": self.now(),
             "symbol": self.symbol,
@@ -308,24 +333,48 @@ class SymbolEngine(VenueCommands, Recovery, UnknownOutcomes):
         }
         if venue_flat:
             rec["venue_flat"] = True
+        if late_ms:
+            rec["late_ms"] = int(late_ms)  # confirmed after the deadline (the venue was silent)
+        cur = self.state.position_state.sl_algo.client_algo_id
+        current = cur == client_algo_id and self.state.position_state.side != "NONE"
+        if not visible and not venue_flat and not current:
+            rec["superseded"] = True  # replaced (or flat) meanwhile: its verdict flattens nothing
         self._emit(rec)
         if venue_flat:
             return  # the Sentinel found nothing left to protect
         if visible:
             self.stats["stops_confirmed"] += 1
-            old = self._replacing.pop(client_algo_id, None)
-            if old:
-                self._send(
-                    lambda: self.venue.cancel_algo(
-                        symbol=self.symbol, algo_id=None, client_algo_id=old
-                    )
-                )
+            for old in self._superseded_by(client_algo_id):
+                self._cancel_superseded(old)
             return
-        cur = self.state.position_state.sl_algo.client_algo_id
-        if cur == client_algo_id and self.state.position_state.side != "NONE":
+        if current:
             self._flatten(
                 f"protective stop {client_algo_id} not visible within {self.deadline_ms} ms"
             )
+
+    def _cancel_superseded(self, client_algo_id: str) -> None:
+        try:
+            self._send(
+                lambda: self.venue.cancel_algo(
+                    symbol=self.symbol, algo_id=None, client_algo_id=client_algo_id
+                )
+            )
+        except VenueError as exc:  # reduce-only: harmless; the next audit/recovery cleans up
+            log.warning(
+                "%s: cancel of superseded stop %s failed: %s", self.symbol, client_algo_id, exc
+            )
+
+    def _superseded_by(self, client_algo_id: str) -> list[str]:
+        """Every stop `client_algo_id` replaced, directly or through stops it replaced in turn
+        (A -> B -> C: C visible cancels B and A), oldest last; forgotten once returned."""
+        chain: list[str] = []
+        cur = client_algo_id
+        while cur in self._replacing:
+            cur = self._replacing.pop(cur)
+            if cur in chain or cur == client_algo_id:
+                break
+            chain.append(cur)
+        return chain
 
     def _do_emergency_done(self, reason: str, result: dict[str, Any]) -> None:
         step = core.on_emergency_flat(
@@ -440,7 +489,7 @@ class SymbolEngine(VenueCommands, Recovery, UnknownOutcomes):
             }
         side = str(pos.get("side", "NONE"))
         qty = abs(float(pos.get("qty") or 0.0))
-        closed, res = 0.0, {}
+        closed, orders = 0.0, []
         if side != "NONE" and qty > 0:
             fresh = client_order_id is None
             if client_order_id is None:
@@ -448,7 +497,7 @@ class SymbolEngine(VenueCommands, Recovery, UnknownOutcomes):
                 self._persist(flush=True)
             ps = self.state.position_state
             try:
-                closed, res = close_at_market(
+                closed, orders = close_at_market(
                     venue,
                     self.symbol,
                     client_order_id,
@@ -461,15 +510,19 @@ class SymbolEngine(VenueCommands, Recovery, UnknownOutcomes):
                 self._order_record("fx", client_order_id, None, reason=reason, outcome="failed")
                 raise
         if closed > 0 and client_order_id is not None:  # (0: flat by the time it was sent)
-            self._order_record("fx", client_order_id, res or None, reason=reason)
+            for res in orders:  # one per MARKET_LOT_SIZE chunk
+                self._order_record(
+                    "fx", str(res.get("client_order_id") or client_order_id), res, reason=reason
+                )
+            first = orders[0] if orders else {}
             result = {
                 "qty": closed,
-                "price": float(res.get("avg_price") or 0.0),
-                "order_ids": [str(res["order_id"])] if res.get("order_id") is not None else [],
-                "client_ids": [client_order_id],
+                "price": float(first.get("avg_price") or 0.0),
+                "order_ids": [str(o["order_id"]) for o in orders if o.get("order_id") is not None],
+                "client_ids": [str(o.get("client_order_id") or client_order_id) for o in orders],
             }
-            self._flatten_ids.add(client_order_id)
-            if res:
+            self._flatten_ids.update(result["client_ids"])
+            for res in orders:
                 self._apply_rest_fill(res)  # queued: runs after the bookkeeping below
         self._do_emergency_done(reason, result)
         return result

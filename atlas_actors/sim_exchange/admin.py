@@ -5,6 +5,7 @@ requests)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from typing import Any
 
@@ -135,6 +136,7 @@ class AdminApi(StreamsWire):
                 step_size=float(body["step_size"]),
                 min_qty=float(body["min_qty"]),
                 min_notional=float(body["min_notional"]),
+                market_max_qty=float(body.get("market_max_qty", math.inf)),
             )
             self.add_known_symbol(sym)
             return {"ok": True}
@@ -152,6 +154,15 @@ class AdminApi(StreamsWire):
         if "probability" in body:
             pr = dict(body["probability"])
             faults.set_probability(str(pr.pop("kind")), float(pr.pop("p")), **pr)
+        if "exchange_cancels_algo" in body:
+            # the venue removes an open stop by itself, now (issue 13 A3); `status` one of
+            # CANCELED / EXPIRED / REJECTED / FINISHED (triggered, child unfilled: aq = 0)
+            x = dict(body["exchange_cancels_algo"])
+            removed = self.venue.exchange_cancels_algo(
+                str(x["symbol"]), str(x["client_algo_id"]), str(x.get("status", "EXPIRED"))
+            )
+            if not removed:
+                raise ValueError(f"no open algo order {x['client_algo_id']!r} on {x['symbol']}")
         if "visibility_lag_ms" in body:
             faults.visibility_lag_ms = float(body["visibility_lag_ms"])
         if "disconnect_stream" in body:
@@ -165,6 +176,23 @@ class AdminApi(StreamsWire):
         if "http" in body:
             h = dict(body["http"])
             self.arm_http_fault(str(h.pop("path")), **h)
+        if "symbol_status" in body:  # {"SYM": "SETTLING"}: delisted (or not yet trading)
+            for sym, status in dict(body["symbol_status"]).items():
+                self.venue.set_symbol_status(str(sym), str(status))
+        if "wallet" in body:  # {"USDC": 1000, "BNB": 2}: rows of a multi-asset wallet
+            for asset, amount in dict(body["wallet"]).items():
+                self.venue.set_wallet(str(asset), float(amount))
+        if "multi_assets_margin" in body:
+            self.venue.set_multi_assets_margin(bool(body["multi_assets_margin"]))
+        if "venue_close" in body:
+            # {"symbol": .., "kind": "liquidation" | "adl" | "settlement", "fraction": ..}
+            vc = dict(body["venue_close"])
+            frac = vc.get("fraction")
+            self.venue.venue_close(
+                str(vc["symbol"]),
+                str(vc["kind"]),
+                fraction=float(frac) if frac is not None else None,
+            )
         if body.get("expire_listen_keys"):
             for key in list(self._listen_keys):
                 if self._loop is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 from collections.abc import Mapping
 from hashlib import sha256
 from urllib.parse import parse_qsl, unquote_plus
@@ -21,6 +22,7 @@ from atlas_actors.sim_exchange.wire import (
     mandatory,
 )
 from atlas_actors.venues.binance import schemas
+from atlas_actors.venues.faults import BANNED_MSG, TOO_MANY_MSG
 
 log = logging.getLogger("atlas_actors.sim_exchange")
 
@@ -30,7 +32,8 @@ class RestWire(ServerCore):
 
     def _charge_weight(self, weight: int) -> int:
         with self._lock:
-            minute = int(self._clock() // 60)
+            # the server's own minute (a skewed server clock rolls its window with it)
+            minute = int((self._clock() + self.clock_skew_ms / 1000.0) // 60)
             if minute != self._weight_minute:
                 self._weight_minute, self._weight_used = minute, 0
             self._weight_used += weight
@@ -95,6 +98,9 @@ class RestWire(ServerCore):
         try:
             if route is None:
                 raise WireError(404, -5000, f"Path {method} {path} not found")
+            banned = self.venue.faults.refuse_banned()
+            if banned is not None:
+                raise self._ban_error(*banned)
             if used > self.weight_limit:
                 retry = max(1, int(60 - self._clock() % 60) + 1)
                 raise WireError(
@@ -130,6 +136,17 @@ class RestWire(ServerCore):
                 status=500,
                 headers=headers,
             )
+
+    def _ban_error(self, status: int, retry_after: float) -> WireError:
+        """Binance's replies to a client that goes on during a ban: 429 first, then 418
+        "banned until <ms>" (both with Retry-After in whole seconds)."""
+        retry = str(max(1, math.ceil(retry_after)))
+        if status == 418:
+            until_ms = self._now_ms() + int(retry_after * 1000)
+            return WireError(
+                418, -1003, BANNED_MSG.format(until_ms=until_ms), {"Retry-After": retry}
+            )
+        return WireError(429, -1003, TOO_MANY_MSG, {"Retry-After": retry})
 
     @staticmethod
     def _fault_error(fault: HttpFault) -> WireError:

@@ -117,6 +117,10 @@ class RestRoutes(StreamsWire):
                     min_qty=format_decimal(f.min_qty, f.step_size),
                     min_notional=schemas.decimal_str(f.min_notional),
                     max_qty=format_decimal(min(f.max_qty, 1e9), f.step_size),
+                    status=self.venue.symbol_status(sym),
+                    market_max_qty=format_decimal(
+                        min(f.market_max_qty, f.max_qty, 1e9), f.step_size
+                    ),
                 )
             )
         return {

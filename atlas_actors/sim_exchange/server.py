@@ -18,10 +18,19 @@ trading process (and itself). Admin endpoints (tests, chaos; loopback only, no a
                            "visibility_lag_ms": n, "disconnect_stream": "user",
                            "reconnect_stream": "all", "clock_skew_ms": n, "weight_limit": n,
                            "http": {"path", "method", "status", "code", "msg", "times",
-                                    "after_apply", "retry_after"}, "expire_listen_keys": true}
+                                    "after_apply", "retry_after"}, "expire_listen_keys": true,
+                           "wallet": {"USDC": n, "BNB": n}, "multi_assets_margin": bool,
+                           "symbol_status": {"SYM": "SETTLING"},
+                           "venue_close": {"symbol", "kind": liquidation|adl|settlement,
+                                           "fraction"}}   (arm kinds liquidation/adl/settlement
+                           to have the venue close a position at a later request)
     POST /admin/price     {"symbol", "price"} and/or {"symbol", "mark_price"}
     POST /admin/feed_bar  {"symbol", "bar": {open_time, open, high, low, close, volume, close_time}}
-    POST /admin/symbol    {"symbol", "tick_size", "step_size", "min_qty", "min_notional"}
+    POST /admin/symbol    {"symbol", "tick_size", "step_size", "min_qty", "min_notional",
+                           optional "market_max_qty" (MARKET_LOT_SIZE.maxQty; -4005 above)}
+    (a ban: POST /admin/faults {"arm": {"kind": "ban", "retry_after": s, "ban_s": s}}: the
+     next request gets 429 + Retry-After, whoever goes on a 418 "banned until <ms>" that every
+     request extends; a slow reply: {"arm": {"method": m, "kind": "slow_reply", "reply_s": [lo, hi]}})
     POST /admin/replay    {"stop": true}: the replayed market stops for good (audits, tests)
     GET  /admin/snapshot  the venue's snapshot()
     GET  /admin/requests  the last requests received (method, path, params, auth verdicts)

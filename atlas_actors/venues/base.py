@@ -153,6 +153,10 @@ class ExchangeAdapter(Protocol):
     ) -> dict[str, Any]:
         """Market order (entries at market, exits, emergency reduceOnly flatten)."""
 
+    def market_max_qty(self, symbol: str) -> float:
+        """The largest MARKET order quantity (MARKET_LOT_SIZE.maxQty, often far below
+        LOT_SIZE's; inf: none): a bigger close goes in reduce-only chunks."""
+
     def cancel_order(
         self, *, symbol: str, order_id: str | None, client_order_id: str | None
     ) -> dict[str, Any]:
@@ -220,3 +224,16 @@ def replacement_client_id(client_id: str, attempt: int) -> str:
         base = head
     suffix = f".r{attempt}"
     return base[: CLIENT_ID_MAX_LEN - len(suffix)] + suffix
+
+
+POST_ONLY_TIF = "GTX"  # Binance's post-only time in force: a limit that would take is refused
+
+
+def check_post_only(symbol: str, tif: str) -> None:
+    """`place_limit_postonly` means post-only (contract §1.3): any other time in force is a
+    caller's bug, refused before anything is sent."""
+    if tif != POST_ONLY_TIF:
+        raise ValueError(
+            f"{symbol}: place_limit_postonly sends post-only ({POST_ONLY_TIF}) orders only, "
+            f"got tif={tif!r}"
+        )

@@ -27,6 +27,22 @@ Kinds (what the caller sees, and whether the request was applied):
                         nothing applied yet - a query by client id says "not found" (-2013) - and
                         the venue executes it `land_after_ms` later (drawn within 0.2-2 s when not
                         given): "not found" once is no proof that it was never placed
+  exchange_cancels_algo place_algo_stop works and the stop is listed, then the venue removes it
+                        by itself (at the next open-algo read or bar after it was listed):
+                        CANCELED, EXPIRED, REJECTED or FINISHED with aq = 0 (triggered, child
+                        unfilled), with the ALGO_UPDATEs; `msg` picks one, else they take turns.
+                        `SimVenue.exchange_cancels_algo(symbol, cid, status)` does it at once.
+  liquidation, adl,     the exchange closes a position by itself (`SimVenue.venue_close`) at the
+  settlement            next matching call made while some symbol holds a position (the call
+                        itself then proceeds cleanly): liquidation and settlement close all of it,
+                        ADL half; only `arm`, and only consumed when it acted
+  ban                   Binance's IP ban (method "*" only): the next call is refused with 429
+                        (RateLimited, retry_after); a call before that has passed earns a 418
+                        "banned until" for `ban_s`, and every call during the ban extends it,
+                        doubling up to `max_ban_s`. The first call after it ends goes through
+                        and the fault is spent. Not applied.
+  slow_reply            the call is applied, but its reply takes `reply_s` (uniform, default
+                        2-12 s: longer than the gateway's and the supervisor's timeouts)
 
 `arm` consumes one armed fault per matching call (`times` calls; times=None = forever).
 `set_probability` draws from `random.Random(seed)` of the venue, so runs are reproducible.
@@ -56,6 +72,7 @@ __all__ = [
     "BINANCE_MESSAGES",
     "FAULT_KINDS",
     "LATE_LANDING_METHODS",
+    "VENUE_CLOSE_FAULTS",
     "READ_METHODS",
     "STREAMS",
     "WRITE_METHODS",
@@ -72,11 +89,19 @@ FAULT_KINDS = (
     "rate_limit",
     "unavailable",
     "invisible_algo",
+    "exchange_cancels_algo",
+    "liquidation",
+    "adl",
+    "settlement",
+    "ban",
+    "slow_reply",
     "late_landing",
 )
 # The placements the venue can execute after it answered "unknown" (late_landing).
 LATE_LANDING_METHODS = ("place_limit_postonly", "place_market")
 LATE_LANDING_MS = (200.0, 2000.0)
+# Kinds that are something the venue does, not what happens to the call they ride on.
+VENUE_CLOSE_FAULTS = ("liquidation", "adl", "settlement")
 
 # Requests that change venue state (what `write_count` counts and what rejects/timeouts target).
 WRITE_METHODS = (
@@ -102,7 +127,42 @@ READ_METHODS = (
     "get_algo_order",
 )
 ALL_METHODS = WRITE_METHODS + READ_METHODS
+ALGO_ONLY_KINDS = ("invisible_algo", "exchange_cancels_algo")  # faults of place_algo_stop only
 STREAMS = ("market", "user")
+
+
+BANNED_MSG = (
+    "Way too many requests; IP(127.0.0.1) banned until {until_ms}. "
+    "Please use the websocket for live updates to avoid bans."
+)
+TOO_MANY_MSG = (
+    "Too many requests; current limit of IP(127.0.0.1) is 2400 requests per minute. "
+    "Please use the websocket for live updates to avoid being banned."
+)
+
+
+@dataclass
+class VenueBan:
+    """Binance's escalating ban (see the `ban` kind): `refuse(now)` -> (HTTP status,
+    retry_after seconds) for a refused request, None once the ban is over."""
+
+    warn_s: float
+    ban_s: float
+    max_ban_s: float
+    warn_until: float | None = None
+    banned_until: float = 0.0
+    level: int = 0
+
+    def refuse(self, now: float) -> tuple[int, float] | None:
+        if self.warn_until is None:
+            self.warn_until = now + self.warn_s
+            return 429, self.warn_s
+        if now < self.warn_until or now < self.banned_until:
+            length = min(self.ban_s * 2**self.level, self.max_ban_s)
+            self.level += 1
+            self.banned_until = max(self.banned_until, now + length)
+            return 418, self.banned_until - now
+        return None
 
 
 @dataclass
@@ -139,8 +199,11 @@ class FaultPlan:
     msg: str | None = None
     retry_after: float = 1.0
     land_after_ms: float = 0.0  # late_landing: when the venue executes it after answering
+    reply_delay_ms: float = 0.0  # slow_reply: after the call was applied
 
     def error(self) -> VenueError:
+        if self.kind == "ban":
+            return RateLimited(self.retry_after, self.msg or TOO_MANY_MSG, code=-1003)
         if self.kind == "rate_limit":
             return RateLimited(
                 self.retry_after,
@@ -167,11 +230,11 @@ class FaultPlan:
 
     @property
     def raises_before(self) -> bool:
-        return self.kind in ("timeout_before_apply", "reject", "rate_limit", "unavailable")
+        return self.kind in ("timeout_before_apply", "reject", "rate_limit", "unavailable", "ban")
 
 
 def _default_methods(kind: str) -> frozenset[str]:
-    if kind == "invisible_algo":
+    if kind in ALGO_ONLY_KINDS:
         return frozenset({"place_algo_stop"})
     if kind == "late_landing":
         return frozenset(LATE_LANDING_METHODS)
@@ -201,6 +264,8 @@ class Faults:
         self._chances: dict[str, _Chance] = {}
         self._streams_down: set[str] = set()
         self._stream_hook: Callable[[str, str], None] | None = None
+        self.ban: VenueBan | None = None
+        self.reply_s = (2.0, 12.0)  # slow_reply's range
 
     # ---------------------------------------------------------------- switches
 
@@ -215,13 +280,34 @@ class Faults:
         retry_after: float = 1.0,
         latency_ms: float = 0.0,
         land_after_ms: float | None = None,
+        ban_s: float = 120.0,
+        max_ban_s: float = 3 * 24 * 3600.0,
+        reply_s: tuple[float, float] | list[float] | None = None,
     ) -> None:
-        """Inject `kind` into the next `times` calls of `method` ("*" = any venue method)."""
+        """Inject `kind` into the next `times` calls of `method` ("*" = any venue method).
+        `ban`: one ban episode (retry_after = the 429's Retry-After, then `ban_s` doubling
+        up to `max_ban_s`); `slow_reply`: replies take `reply_s` (lo, hi) seconds."""
         self._check_kind(kind)
+        if kind == "ban":
+            if method != "*":
+                raise ValueError("a ban applies to every request: arm it on method '*'")
+            if not (retry_after > 0 and 0 < ban_s <= max_ban_s):
+                raise ValueError(
+                    f"ban needs retry_after > 0 and 0 < ban_s <= max_ban_s, got "
+                    f"{retry_after!r}, {ban_s!r}, {max_ban_s!r}"
+                )
+            with self._lock:
+                self.ban = VenueBan(float(retry_after), float(ban_s), float(max_ban_s))
+            return
+        if reply_s is not None:
+            lo, hi = (float(x) for x in reply_s)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"reply_s must be (lo, hi) with 0 <= lo <= hi, got {reply_s!r}")
+            self.reply_s = (lo, hi)
         if method != "*" and method not in ALL_METHODS:
             raise ValueError(f"unknown venue method {method!r}; one of {', '.join(ALL_METHODS)}")
-        if kind == "invisible_algo" and method not in ("place_algo_stop", "*"):
-            raise ValueError("invisible_algo only applies to place_algo_stop")
+        if kind in ALGO_ONLY_KINDS and method not in ("place_algo_stop", "*"):
+            raise ValueError(f"{kind} only applies to place_algo_stop")
         if kind == "late_landing" and method not in (*LATE_LANDING_METHODS, "*"):
             raise ValueError(f"late_landing only applies to {', '.join(LATE_LANDING_METHODS)}")
         if times is not None and times < 1:
@@ -243,10 +329,21 @@ class Faults:
         retry_after: float = 1.0,
         latency_ms: float = 50.0,
         land_after_ms: float | None = None,
+        reply_s: tuple[float, float] | list[float] | None = None,
     ) -> None:
         """Inject `kind` into each call of `methods` with probability `p` (0 switches it off)."""
         self._check_kind(kind)
         _check_land_after(land_after_ms)
+        if kind in VENUE_CLOSE_FAULTS:
+            raise ValueError(f"{kind} is a venue action: arm it (faults.arm), no probability")
+
+        if kind == "ban":
+            raise ValueError("a ban is armed (arm('*', kind='ban', ...)), not drawn by chance")
+        if reply_s is not None:
+            lo, hi = (float(x) for x in reply_s)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"reply_s must be (lo, hi) with 0 <= lo <= hi, got {reply_s!r}")
+            self.reply_s = (lo, hi)
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"probability must be within [0, 1], got {p!r}")
         ms = frozenset(methods) if methods is not None else _default_methods(kind)
@@ -267,6 +364,7 @@ class Faults:
             self._armed.clear()
             self._chances.clear()
             self.visibility_lag_ms = 0.0
+            self.ban = None
         for stream in sorted(self._streams_down):
             self.reconnect_stream(stream)
 
@@ -295,27 +393,57 @@ class Faults:
 
     @property
     def active(self) -> bool:
-        return bool(self._armed or self._chances)
+        return bool(self._armed or self._chances or self.ban)
+
+    def refuse_banned(self) -> tuple[int, float] | None:
+        """A request arrives: (HTTP status 429/418, retry_after) while the armed ban refuses
+        it (and is extended by it), None when no ban is on (the sim exchange asks this for
+        every route, SimVenue for every method)."""
+        if self.ban is None:
+            return None
+        with self._lock:
+            ban = self.ban
+            if ban is None:
+                return None
+            refused = ban.refuse(self.lag_clock())
+            if refused is None:
+                self.ban = None
+            else:
+                self.injected["ban"] += 1
+            return refused
 
     # ---------------------------------------------------------------- used by the venue
 
     def draw(self, method: str) -> FaultPlan | None:
         """Decide the faults of one call of `method` (None = a clean call)."""
+        banned = self.refuse_banned()
+        if banned is not None:
+            status, retry = banned
+            msg = None
+            if status == 418:
+                until_ms = int((self.lag_clock() + retry) * 1000)
+                msg = BANNED_MSG.format(until_ms=until_ms)
+            return FaultPlan(method, kind="ban", code=-1003, msg=msg, retry_after=retry)
         if not (self._armed or self._chances):
             return None
         latency = 0.0
+        slow = 0.0
         chosen: _Armed | _Chance | None = None
         chosen_kind: str | None = None
         with self._lock:
             for a in list(self._armed):
                 if a.method not in ("*", method):
                     continue
-                if a.kind == "invisible_algo" and method != "place_algo_stop":
+                if a.kind in ALGO_ONLY_KINDS and method != "place_algo_stop":
                     continue
                 if a.kind == "late_landing" and method not in LATE_LANDING_METHODS:
                     continue
+                if a.kind in VENUE_CLOSE_FAULTS:
+                    continue  # taken by `take_venue_close`, not an outcome of this call
                 if a.kind == "latency":
                     latency += a.latency_ms
+                elif a.kind == "slow_reply":
+                    slow += self._rng.uniform(*self.reply_s) * 1000.0
                 elif chosen is None:
                     chosen, chosen_kind = a, a.kind
                 else:
@@ -331,19 +459,21 @@ class Faults:
                     continue
                 if kind == "late_landing" and method not in LATE_LANDING_METHODS:
                     continue
-                if kind != "latency" and chosen is not None:
+                if kind not in ("latency", "slow_reply") and chosen is not None:
                     continue
                 if self._rng.random() >= c.p:
                     continue
                 self.injected[kind] += 1
                 if kind == "latency":
                     latency += c.latency_ms
+                elif kind == "slow_reply":
+                    slow += self._rng.uniform(*self.reply_s) * 1000.0
                 else:
                     chosen, chosen_kind = c, kind
-        if chosen is None and latency == 0.0:
+        if chosen is None and latency == 0.0 and slow == 0.0:
             return None
         if chosen is None:
-            return FaultPlan(method, latency_ms=latency)
+            return FaultPlan(method, latency_ms=latency, reply_delay_ms=slow)
         land_after = 0.0
         if chosen_kind == "late_landing":
             land_after = chosen.land_after_ms
@@ -353,12 +483,31 @@ class Faults:
         return FaultPlan(
             method,
             latency_ms=latency,
+            reply_delay_ms=slow,
             kind=chosen_kind,
             code=chosen.code,
             msg=chosen.msg,
             retry_after=chosen.retry_after,
             land_after_ms=land_after,
         )
+
+    def venue_close_armed(self) -> bool:
+        return any(a.kind in VENUE_CLOSE_FAULTS for a in self._armed)
+
+    def take_venue_close(self, method: str) -> str | None:
+        """The armed venue close that applies to a call of `method` (consumed), if any. The
+        caller asks only when there is a position to close."""
+        with self._lock:
+            for a in self._armed:
+                if a.kind not in VENUE_CLOSE_FAULTS or a.method not in ("*", method):
+                    continue
+                self.injected[a.kind] += 1
+                if a.remaining is not None:
+                    a.remaining -= 1
+                    if a.remaining <= 0:
+                        self._armed.remove(a)
+                return a.kind
+        return None
 
     def lag_visible_at(self) -> float:
         """The lag-clock time (s) from which an algo placed now becomes visible."""

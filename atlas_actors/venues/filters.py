@@ -90,6 +90,8 @@ class SymbolFilters:
     min_qty: float
     min_notional: float
     max_qty: float = math.inf
+    # MARKET_LOT_SIZE.maxQty: MARKET orders have their own, often much smaller, size cap
+    market_max_qty: float = math.inf
 
     def __post_init__(self) -> None:
         for name in ("tick_size", "step_size"):
@@ -163,6 +165,16 @@ class SymbolFilters:
             )
         return q
 
+    def check_market_qty(self, qty: float) -> float:
+        """A MARKET order's quantity against MARKET_LOT_SIZE.maxQty (-4005 above it)."""
+        if qty > self.market_max_qty:
+            raise FilterError(
+                f"{self.symbol}: market order quantity {qty!r} is above the market max qty "
+                f"{self.market_max_qty!r} (MARKET_LOT_SIZE; split it)",
+                code=CODE_QTY_ABOVE_MAX,
+            )
+        return qty
+
     def check_price(self, price: float, *, what: str = "price") -> float:
         """Validate a price; returns its exact grid value."""
         if not (price > 0) or not math.isfinite(price):
@@ -196,6 +208,8 @@ class SymbolFilters:
 
         `price` is None for market orders; then min notional uses `ref_price` (last/mark) if known."""
         q = self.check_qty(qty)
+        if price is None:
+            self.check_market_qty(q)
         p = self.check_price(price) if price is not None else None
         px = p if p is not None else ref_price
         if px is not None and px > 0:
@@ -214,6 +228,8 @@ class SymbolFilters:
         }
         if math.isfinite(self.max_qty):
             d["max_qty"] = self.max_qty
+        if math.isfinite(self.market_max_qty):
+            d["market_max_qty"] = self.market_max_qty
         return d
 
     @classmethod
@@ -226,6 +242,7 @@ class SymbolFilters:
                 min_qty=float(d["min_qty"]),
                 min_notional=float(d["min_notional"]),
                 max_qty=float(d.get("max_qty", math.inf)),
+                market_max_qty=float(d.get("market_max_qty", math.inf)),
             )
         except KeyError as e:
             raise ValueError(f"symbol filters are missing key {e.args[0]!r}: {dict(d)!r}") from None
@@ -242,6 +259,8 @@ class SymbolFilters:
             raise ValueError(f"{symbol}: exchangeInfo lacks filter {e.args[0]}") from None
         notional_f = by_type.get("MIN_NOTIONAL", {})
         max_qty = float(lot_f.get("maxQty", 0) or 0) or math.inf
+        market_f = by_type.get("MARKET_LOT_SIZE", {})
+        market_max_qty = float(market_f.get("maxQty", 0) or 0) or max_qty
         return cls(
             symbol=symbol,
             tick_size=float(price_f["tickSize"]),
@@ -249,6 +268,7 @@ class SymbolFilters:
             min_qty=float(lot_f.get("minQty", 0) or 0),
             min_notional=float(notional_f.get("notional", notional_f.get("minNotional", 0)) or 0),
             max_qty=max_qty,
+            market_max_qty=market_max_qty,
         )
 
 

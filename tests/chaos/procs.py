@@ -18,7 +18,7 @@ from atlas_actors.store import StateStore
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAOS_CONFIG = Path(__file__).resolve().parent / "chaos.toml"
-SYMBOLS = ("BTCUSDC", "XRPUSDT", "ADABTC")
+SYMBOLS = ("BTCUSDT", "XRPUSDT", "ADABTC")  # one margin asset per instance
 
 
 def _env() -> dict[str, str]:

@@ -68,6 +68,12 @@ def provoke(case: ChaosCase, kind: str, stage: str) -> bool:
     if kind == "order_update":
         _external_order(case)
         return False
+    if kind == "venue_position":  # every fill's ACCOUNT_UPDATE; the venue's own ADL here
+        if has_position:
+            assert case.venue.venue_close(SYMBOL, "adl") is not None
+            return False
+        case.tree.start_market()  # the entry's fill brings the first one
+        return True
     if kind in ("algo_update", "stop_visibility", "emergency_flattened"):
         if kind == "emergency_flattened":
             # every stop invisible until the crash: the first position then opened is sure to

@@ -237,6 +237,24 @@ def test_same_client_algo_id_twice_is_one_algo(venue_harness: VenueHarness) -> N
     assert _open_algo_ids(h).count(cid) == 1
 
 
+def test_place_limit_postonly_refuses_any_other_time_in_force(venue_harness: VenueHarness) -> None:
+    """§1.3: the post-only entry path never sends a taker-capable order (no GTC/IOC/FOK)."""
+    h = venue_harness
+    writes = h.writes()
+    for tif in ("GTC", "IOC", "FOK", "gtx"):
+        with pytest.raises(ValueError, match="post-only"):
+            h.venue.place_limit_postonly(
+                symbol=h.symbol,
+                side="BUY",
+                qty=h.qty,
+                price=h.ticks(-50),
+                tif=tif,
+                reduce_only=False,
+                client_order_id=h.new_id("tif"),
+            )
+    assert h.writes() == writes  # refused before anything was sent
+
+
 # ------------------------------------------------------------------ cancel = idempotent success
 
 

@@ -25,7 +25,7 @@ from atlas_actors.venues.binance import BinanceAdapter
 from atlas_actors.venues.sim import SimVenue
 from supervisor.sim_exchange_cmd import main_sim_exchange
 
-SYMBOLS = ["BTCUSDC", "XRPUSDT", "ADABTC"]
+SYMBOLS = ["BTCUSDT", "XRPUSDT", "ADABTC"]  # one margin asset per instance
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -152,13 +152,13 @@ def test_the_exchange_outlives_its_own_restart(tmp_path: Path) -> None:
     first = SimExchangeProcess(state)
     try:
         a = _adapter(first.rest_url)
-        price = a.get_last_price("BTCUSDC")
-        qty = _qty(a, "BTCUSDC", price)
+        price = a.get_last_price("BTCUSDT")
+        qty = _qty(a, "BTCUSDT", price)
         a.place_market(
-            symbol="BTCUSDC", side="SELL", qty=qty, reduce_only=False, client_order_id="o-1-e"
+            symbol="BTCUSDT", side="SELL", qty=qty, reduce_only=False, client_order_id="o-1-e"
         )
         a.place_algo_stop(
-            symbol="BTCUSDC",
+            symbol="BTCUSDT",
             side="BUY",
             qty=qty,
             stop_price=price * 1.3,
@@ -174,10 +174,10 @@ def test_the_exchange_outlives_its_own_restart(tmp_path: Path) -> None:
     second = SimExchangeProcess(state)
     try:
         b = _adapter(second.rest_url)
-        pos = b.get_positions()["BTCUSDC"]
+        pos = b.get_positions()["BTCUSDT"]
         assert pos["side"] == "SHORT" and pos["qty"] == pytest.approx(qty)
-        assert [x["client_algo_id"] for x in b.get_open_algo_orders("BTCUSDC")] == ["o-1-sl"]
-        got = b.get_algo_order(symbol="BTCUSDC", client_algo_id="o-1-sl")
+        assert [x["client_algo_id"] for x in b.get_open_algo_orders("BTCUSDT")] == ["o-1-sl"]
+        got = b.get_algo_order(symbol="BTCUSDT", client_algo_id="o-1-sl")
         assert got is not None and got["status"] == "NEW"
         b.close()
     finally:
@@ -248,6 +248,15 @@ def test_admin_endpoints_move_the_market_and_switch_faults() -> None:
         assert a.get_open_algo_orders("ETHUSDT") == []
         time.sleep(0.4)
         assert [x["client_algo_id"] for x in a.get_open_algo_orders("ETHUSDT")] == ["adm-sl-2"]
+        # The exchange removes an open stop by itself (triggered, child unfilled: aq = 0).
+        gone = {"symbol": "ETHUSDT", "client_algo_id": "adm-sl-2", "status": "FINISHED"}
+        r = requests.post(f"{admin}/faults", json={"exchange_cancels_algo": gone}, timeout=5)
+        assert r.status_code == 200
+        assert a.get_open_algo_orders("ETHUSDT") == []
+        assert a.get_algo_order(symbol="ETHUSDT", client_algo_id="adm-sl-2")["status"] == "FINISHED"
+        assert a.get_positions()["ETHUSDT"]["side"] == "LONG"
+        r = requests.post(f"{admin}/faults", json={"exchange_cancels_algo": gone}, timeout=5)
+        assert r.status_code == 400 and "adm-sl-2" in r.json()["error"]
         snap = requests.get(f"{admin}/snapshot", timeout=5).json()
         assert snap["symbols"]["ETHUSDT"]["pos"] == 0.01
         seen = requests.get(f"{admin}/requests", timeout=5).json()

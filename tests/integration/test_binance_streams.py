@@ -295,3 +295,29 @@ def test_streams_on_a_separate_ws_port() -> None:
             assert events.wait(BarClosed)[0].close == 50_001
         finally:
             a.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "head", "exec_type"),
+    [
+        ("liquidation", "autoclose-", "CALCULATED"),
+        ("adl", "adl_autoclose", "CALCULATED"),
+        ("settlement", "settlement_autoclose-", "TRADE"),
+    ],
+)
+def test_the_venue_closing_a_position_reaches_the_adapter_as_binance_sends_it(
+    rig: Rig, kind: str, head: str, exec_type: str
+) -> None:
+    """/admin/faults venue_close: ORDER_TRADE_UPDATE with the venue's client id and the
+    ACCOUNT_UPDATE with the new position, parsed by the adapter's stream schemas."""
+    a, ev = rig.adapter, rig.events
+    a.place_market(symbol=SYMBOL, side="BUY", qty=0.01, reduce_only=False, client_order_id="v-e")
+    ev.wait(OrderUpdate, lambda e: e.client_order_id == "v-e" and e.status == "FILLED")
+    rig.server._admin_call("POST", "faults", {"venue_close": {"symbol": SYMBOL, "kind": kind}})
+    (close,) = ev.wait(OrderUpdate, lambda e: e.client_order_id.startswith(head))
+    assert close.execution_type == exec_type and close.side == "SELL" and close.reduce_only
+    left = 0.0 if kind != "adl" else 0.005
+    assert close.last_fill_qty == pytest.approx(0.01 - left)
+    acct = ev.wait(AccountUpdate, lambda e: e.positions.get(SYMBOL, {}).get("qty") == left)
+    assert acct[-1].reason == "ORDER"
+    assert a.get_positions()[SYMBOL]["qty"] == pytest.approx(left)

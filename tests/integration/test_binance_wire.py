@@ -19,7 +19,8 @@ from atlas_actors.venues.binance import BinanceAdapter
 from atlas_actors.venues.binance.schemas import CONDITIONAL_ORDER_TYPES
 from atlas_actors.venues.sim import SimVenue
 
-SYMBOLS = ["BTCUSDT", "BTCUSDC", "XRPUSDT"]
+SYMBOLS = ["BTCUSDT", "BTCUSDC", "XRPUSDT"]  # what the exchange lists
+ADAPTER_SYMBOLS = ["BTCUSDT", "XRPUSDT"]  # one margin asset per instance (BTCUSDC still trades)
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Loop:
     def new_adapter(self, **kw: object) -> BinanceAdapter:
         opts: dict = {
             "rest_url": self.server.rest_url,
-            "symbols": SYMBOLS,
+            "symbols": ADAPTER_SYMBOLS,
             "sleep": self.sleeps.append,
             "request_timeout_s": 5.0,
         }

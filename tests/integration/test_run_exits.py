@@ -87,7 +87,7 @@ def test_unusable_admin_socket_path_exits_2_naming_it(tmp_path):
 
 
 def test_a_symbol_the_venue_does_not_trade_is_refused_before_any_actor(tmp_path):
-    exchange = SimExchange(tmp_path / "simx.log", symbols=("BTCUSDC", "XRPUSDT"))
+    exchange = SimExchange(tmp_path / "simx.log", symbols=("BTCUSDT", "XRPUSDT"))
     try:
         proc = subprocess.run(
             _atlas(
@@ -96,7 +96,7 @@ def test_a_symbol_the_venue_does_not_trade_is_refused_before_any_actor(tmp_path)
                 "--venue-url",
                 exchange.url,
                 "--symbols",
-                "BTCUSDC,LTCBTC,XRPUSDT,NOPEUSDT",
+                "BTCUSDT,LTCBTC,XRPUSDT,NOPEUSDT",
             )
             + _dirs(tmp_path)
             + ["--no-admin", "--quiet", "--run-seconds", "30"],
@@ -110,9 +110,93 @@ def test_a_symbol_the_venue_does_not_trade_is_refused_before_any_actor(tmp_path)
         exchange.stop()
     assert proc.returncode == 2, proc.stderr[-2000:]
     line = _one_line_error(proc.stderr)
-    assert "LTCBTC, NOPEUSDT" in line and "BTCUSDC" not in line, line
+    assert "LTCBTC, NOPEUSDT" in line and "BTCUSDT" not in line, line
     records = tmp_path / "logs" / "records.jsonl"
     assert not records.exists() or not records.read_text().strip()  # no actor ever ran
+
+
+def test_a_symbol_listed_but_not_trading_is_refused_before_any_actor(tmp_path):
+    """Issue 13 A10: a delisted symbol stays in exchangeInfo with a status other than
+    TRADING. Failed before: only unknown symbols (-1121) were refused."""
+    exchange = SimExchange(tmp_path / "simx.log", symbols=("BTCUSDT", "XRPUSDT"))
+    try:
+        exchange.admin("faults", {"symbol_status": {"XRPUSDT": "SETTLING"}})
+        proc = subprocess.run(
+            _atlas("--venue", "sim-exchange", "--venue-url", exchange.url)
+            + ["--symbols", "BTCUSDT,XRPUSDT"]
+            + _dirs(tmp_path)
+            + ["--no-admin", "--quiet", "--run-seconds", "30"],
+            cwd=ROOT,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=HANG,
+        )
+    finally:
+        exchange.stop()
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = _one_line_error(proc.stderr)
+    assert "XRPUSDT (SETTLING)" in line and "BTCUSDT" not in line, line
+    records = tmp_path / "logs" / "records.jsonl"
+    assert not records.exists() or not records.read_text().strip()  # no actor ever ran
+
+
+def test_usdc_and_usdt_symbols_in_one_instance_are_refused_at_start(tmp_path):
+    """Each margin asset is its own pool: one instance sizes from one (issue 13 B8)."""
+    url = f"http://127.0.0.1:{_closed_port()}"
+    proc = subprocess.run(
+        _atlas("--venue", "sim-exchange", "--venue-url", url, "--symbols", "BTCUSDC,XRPUSDT")
+        + _dirs(tmp_path)
+        + ["--no-admin", "--quiet"],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = _one_line_error(proc.stderr)
+    assert "USDC: BTCUSDC; USDT: XRPUSDT" in line and "margin asset" in line, line
+
+
+def test_orders_of_another_instance_with_our_prefix_refuse_the_start_unless_adopted(tmp_path):
+    """Issue 13 B16: a stop with this instance's prefix that its (empty) shard never issued.
+    Failed before: the service started and took the other instance's stop for its own."""
+    from atlas_actors.domain.txn import make_client_id
+    from atlas_actors.store import StateStore
+    from atlas_actors.venues.binance import BinanceAdapter
+
+    exchange = SimExchange(tmp_path / "simx.log", symbols=("BTCUSDT",))
+    foreign = make_client_id("atl", "BTCUSDT", 7, "sl")
+    try:
+        other = BinanceAdapter("paper", "paper", rest_url=exchange.url, symbols=["BTCUSDT"])
+        price = other.get_last_price("BTCUSDT")
+        other.place_algo_stop(
+            symbol="BTCUSDT",
+            side="SELL",
+            qty=0.01,
+            stop_price=round(price * 0.5, 1),
+            reduce_only=True,
+            client_algo_id=foreign,
+            working_type="MARK_PRICE",
+        )
+        other.close()
+        run = _atlas("--venue", "sim-exchange", "--venue-url", exchange.url, "--symbols", "BTCUSDT")
+        run += _dirs(tmp_path) + ["--no-admin", "--quiet", "--run-seconds", "1"]
+        refused = subprocess.run(
+            run, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=HANG
+        )
+        adopted = subprocess.run(
+            [*run, "--adopt"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=HANG
+        )
+    finally:
+        exchange.stop()
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    line = _one_line_error(refused.stderr)
+    assert foreign in line and "client_id_prefix" in line and "--adopt" in line, line
+    assert adopted.returncode == 0, adopted.stderr[-2000:]
+    with StateStore(tmp_path / "state") as store:
+        assert store.get_symbol_state("BTCUSDT")["seq"] >= 7  # never issued again
 
 
 def _start_slow_paper_run(tmp_path: Path) -> subprocess.Popen[str]:

@@ -68,7 +68,9 @@ def ou(
     )
 
 
-def au(acid: str, status: str, child: str | None = None) -> AlgoUpdate:
+def au(
+    acid: str, status: str, child: str | None = None, executed: float | None = None
+) -> AlgoUpdate:
     return AlgoUpdate(
         symbol="BTCUSDC",
         algo_id="a1",
@@ -80,6 +82,7 @@ def au(acid: str, status: str, child: str | None = None) -> AlgoUpdate:
         working_type="MARK_PRICE",
         order_id=child,
         event_time=0,
+        executed_qty=executed,
     )
 
 
@@ -465,29 +468,49 @@ def test_venue_order_ids_are_noted_in_last_orders() -> None:
     assert not ack2.commands
 
 
-def test_refused_replacement_stop_keeps_the_live_one_and_exits_at_market() -> None:
+def test_refused_replacement_stop_is_a_p0_emergency_flatten() -> None:
+    """Issue 14.4: a break-even stop refused with -2021 (the price already crossed it) is a
+    P0 event - EMERGENCY_FLAT through the reduce-only close, 30-minute freeze - not an
+    SL_RECOVER market exit without a freeze; the replaced stop is cancelled after the close."""
     s = opened()
     tp1 = of(s.commands, PlaceLimit)[0]
     first = s.state.position_state.sl_algo.client_algo_id
     s1 = core.on_order_update(s.state, ou(tp1.client_order_id, "FILLED", 0.4, 102.0), CTX, P, NOW)
     be = s1.state.position_state.sl_algo.client_algo_id
     assert be != first and s1.state.position_state.sl_price == 100.0
-    # by the time the break-even stop reaches the venue the mark is below the entry
     ctx = MarketCtx(mark_price=99.5, filters=CTX.filters)
     r = core.on_order_rejected(s1.state, "sl", be, -2021, "would immediately trigger", ctx, P, NOW)
-    assert not of(r.commands, EmergencyFlatten)
-    pos = r.state.position_state
-    assert pos.sl_algo.client_algo_id == first and pos.sl_price == 98.0  # still protected
-    (m,) = of(r.commands, PlaceMarket)
-    assert m.reduce_only and m.qty == 0.6 and m.role == "exit"
+    flat, cancel = r.commands
+    assert isinstance(flat, EmergencyFlatten) and "-2021" in flat.reason
+    assert isinstance(cancel, CancelAlgo) and cancel.client_algo_id == first
+    assert not of(r.commands, PlaceMarket)
+    assert not [x for x in r.records if x.get("event_type") == "SL_RECOVER"]
+    done = core.on_emergency_flat(
+        r.state, flat.reason, ctx, P, NOW, qty=0.6, price=99.5, order_ids=["9"], client_ids=[]
+    )
+    assert done.state.cooldown_until.freeze == NOW + 1800
+    assert [x["event_type"] for x in done.records if x.get("kind") == "risk"][-1] == (
+        "EMERGENCY_FLAT"
+    )
+
+
+def test_finished_stop_whose_child_did_not_fill_is_a_lost_stop() -> None:
+    """Issue 13 B3: FINISHED with aq = 0 means the venue removed the stop (its child order
+    did not fill): the position stays and must be protected again, not booked as stopped."""
+    s = opened()
+    acid = s.state.position_state.sl_algo.client_algo_id
+    t = core.on_algo_update(s.state, au(acid, "TRIGGERED", child="777"), CTX, P, NOW)
+    r = core.on_algo_update(t.state, au(acid, "FINISHED", child="777", executed=0.0), CTX, P, NOW)
+    (stop,) = of(r.commands, PlaceAlgoStop)
+    assert stop.qty == 1.0 and stop.stop_price == 98.0 and stop.client_algo_id != acid
     (rec,) = r.records
-    assert rec["event_type"] == "SL_RECOVER" and first in rec["client_ids"]
-    spec = core.desired_stop(r.state)
-    assert spec is not None and spec.client_algo_id == first and spec.stop_price == 98.0
-    # once the replaced stop is known gone, a refusal is an emergency again
-    gone = core.on_algo_update(s1.state, au(first, "CANCELED"), CTX, P, NOW)
-    r2 = core.on_order_rejected(gone.state, "sl", be, -2021, "would trigger", ctx, P, NOW)
-    assert [type(c) for c in r2.commands] == [EmergencyFlatten]
+    assert rec["event_type"] == "SL_RECOVER" and "without a fill" in rec["reason"]
+    assert r.state.position_state.qty_total == 1.0
+    # a FINISHED whose child filled is a fired stop: nothing is re-placed
+    fired = core.on_algo_update(
+        t.state, au(acid, "FINISHED", child="777", executed=1.0), CTX, P, NOW
+    )
+    assert not of(fired.commands, PlaceAlgoStop)
 
 
 def test_entry_stop_stays_protective_against_the_mark() -> None:

@@ -97,11 +97,42 @@ def test_entering_shock_sets_the_shock_cooldown() -> None:
     )
     assert out["state"].cooldown_until.shock == NOW + P.shockguard.cooldown_s
     assert of(out["commands"], SetCooldown)[0].which == "shock"
-    off = load_params({"shockguard": {"enabled": False}})
+    # the regime is the market's: SHOCK locks opens even with the ShockGuard trigger off
+    off = load_params({"shockguard": {"enabled": False, "cooldown_s": 600}})
     out2 = playbook.on_regime_shift(
         "BTCUSDC", "RANGE", "SHOCK", SymbolState.fresh("BTCUSDC"), ctx(100.0, params=off)
     )
-    assert out2["state"].cooldown_until.shock == 0
+    assert out2["state"].cooldown_until.shock == NOW + 600
+    assert out2["records"][-1]["reason"].endswith(
+        f"4 cooldown: cooldown_until.shock = {NOW + 600}; regime_shift_log"
+    )
+
+
+def test_entering_chop_sets_the_template_cooldown_and_trends_lock_nothing() -> None:
+    out = playbook.on_regime_shift(
+        "BTCUSDC", "TREND_UP", "CHOP", SymbolState.fresh("BTCUSDC"), ctx(100.0)
+    )
+    assert out["state"].cooldown_until.template == NOW + P.cooldown.chop_s
+    (cmd,) = of(out["commands"], SetCooldown)
+    assert cmd.which == "template" and cmd.until == NOW + P.cooldown.chop_s
+    assert out["state"].cooldown_until.freeze == 0  # freeze is the Sentinel's and the operator's
+    calm = playbook.on_regime_shift(
+        "BTCUSDC", "RANGE", "TREND_UP", SymbolState.fresh("BTCUSDC"), ctx(100.0)
+    )
+    assert not of(calm["commands"], SetCooldown)
+    assert calm["steps"][3]["did"] == "no cooldown change"
+
+
+def test_contract_dict_shapes_are_accepted() -> None:
+    """§6's signature with the contract's plain dicts; ctx without params uses the defaults."""
+    st = opened().state.to_dict()
+    out = playbook.on_regime_shift(
+        "BTCUSDC", "TREND_UP", "SHOCK", st, {"price": 100.0, "now": NOW, "tick": 0.1}
+    )
+    assert isinstance(out["state"], dict)
+    assert out["state"]["last_regime"] == "SHOCK"
+    assert out["state"]["cooldown_until"]["shock"] == NOW + P.shockguard.cooldown_s
+    assert names(out) == ["shockguard_derisk", "runner", "position", "cooldown"]
 
 
 def test_step_one_derisks_on_margin_or_shockguard_once_per_trade() -> None:

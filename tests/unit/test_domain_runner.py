@@ -245,3 +245,31 @@ def test_runner_limit_exit_filled_in_time() -> None:
     assert f.state.trade_window[-1]["exits"] == ["tp1", "tp2", "runner_time"]
     # the runner's stop is cancelled (the position left through the limit)
     assert any(type(c).__name__ == "CancelAlgo" for c in f.commands)
+
+
+def test_contract_dict_shape_without_params_uses_the_defaults() -> None:
+    """§5's signature with the contract's §3 dict (no position_stage, no risk_per_unit) and a
+    ctx without params: the defaults decide, the stage follows tp2_done."""
+    defaults = RunnerParams()
+    pos = {
+        "side": "LONG",
+        "entry_price": 100.0,
+        "qty_total": 0.3,
+        "qty_runner": 0.3,
+        "sl_price": 98.0,
+        "tp1_done": True,
+        "tp2_done": True,
+        "peak_pnl_r": 0.0,
+        "bars_after_tp2": defaults.RUNNER_MAX_BARS_AFTER_TP2,
+    }
+    out = manage_runner("BTCUSDC", pos, 10, {"price": 101.0, "regime": "RANGE"})
+    assert out["action"] == "EXIT_LIMIT" and out["rule"] == "time"
+    assert out["pnl_r"] == pytest.approx(0.5)  # 1.0 over the 2.0 entry-to-stop distance
+    kept = manage_runner("BTCUSDC", {**pos, "bars_after_tp2": 1}, 10, {"price": 101.0})
+    assert kept["action"] == "HOLD"
+    pre = manage_runner("BTCUSDC", {**pos, "tp2_done": False}, 10, {"price": 101.0})
+    assert pre["reason"] == "no runner"
+    shock = manage_runner(
+        "BTCUSDC", pos, 10, {"price": 101.0, "regime": "SHOCK", "params": default_params()}
+    )
+    assert shock["action"] == "EXIT_MARKET" and shock["rule"] == "regime"

@@ -258,3 +258,15 @@ def test_no_opening_order_when_the_write_ahead_flush_fails(tmp_path):
     assert [r["role"] for r in not_sent] == ["entry"]
     assert engine.store_error and "entry" not in engine.state.pending
     store.close(flush=False)
+
+
+def test_a_fresh_engine_survives_an_unreadable_account_and_opens_nothing():
+    """A bar that reaches a (re)started engine while the balances cannot be read (503, rate
+    limit) is still judged, but sizes nothing: no crash, no order, the reason named."""
+    venue = _venue("FLAT")
+    engine = _engine(venue, "FLAT", None)
+    venue.faults.arm("get_balances", kind="rate_limit", times=None)
+    _bar(venue, engine, stage_seeds()["FLAT"].after[0])
+    assert not [c for c in venue.sent if c.endswith("-e")]
+    (cand,) = _records(engine, "candidate")
+    assert cand["action"] == "REJECT" and "account unavailable" in cand["reject_reason"]

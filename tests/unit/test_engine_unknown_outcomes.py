@@ -131,7 +131,8 @@ def test_an_emergency_close_retry_looks_its_id_up_and_never_closes_twice():
             )
             reopened.append(q)
 
-    qty, res = close_at_market(venue, SYMBOL, cid, sleep=sleep)
+    qty, orders = close_at_market(venue, SYMBOL, cid, sleep=sleep)
+    (res,) = orders
     assert res["client_order_id"] == cid and res["status"] == "FILLED"
     closes = [o for o in venue.snapshot()["orders"] if o["client_order_id"] == cid]
     assert len(closes) == 1, closes
@@ -196,7 +197,8 @@ def test_an_unknown_emergency_close_is_looked_up_at_once_not_after_a_back_off():
     venue.faults.arm("place_market", kind="timeout_after_apply")
     cid = make_client_id(PREFIX, SYMBOL, 9_001, "fx")
     sleeps: list[float] = []
-    closed, res = close_at_market(venue, SYMBOL, cid, sleep=sleeps.append, fresh_id=True)
+    closed, orders = close_at_market(venue, SYMBOL, cid, sleep=sleeps.append, fresh_id=True)
+    (res,) = orders
     assert sleeps == [] and closed == pytest.approx(qty)
     assert res["client_order_id"] == cid and res["status"] == "FILLED"
     assert [c for c in venue.sent if c == cid] == [cid]

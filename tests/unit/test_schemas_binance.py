@@ -301,8 +301,9 @@ def test_encoders_round_trip_through_the_parsers() -> None:
     )  # fmt: skip
     assert schemas.parse_stream_message(schemas.order_update_wire(ou)) == ou
     au = AlgoUpdate(
-        "BTCUSDC", "9", "c-sl", "SELL", "TRIGGERED", 99.5, 0.5, "MARK_PRICE", "12", 1700000000999
-    )
+        "BTCUSDC", "9", "c-sl", "SELL", "FINISHED", 99.5, 0.5, "MARK_PRICE", "12", 1700000000999,
+        0.5,
+    )  # fmt: skip
     assert schemas.parse_stream_message(schemas.algo_update_wire(au)) == au
     acc = AccountUpdate(
         "ORDER",

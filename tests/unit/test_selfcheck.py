@@ -341,3 +341,29 @@ def test_main_selfcheck_unreachable_binance(tmp_path, capsys, monkeypatch):
     rest = next(line for line in out.splitlines() if line.startswith("REST connectivity"))
     assert "FAIL" in rest and "cannot reach http://127.0.0.1:9" in rest
     assert "k" * 64 not in out and "s" * 64 not in out
+
+
+def test_python_binance_line_names_the_version_and_the_algo_methods():
+    """Issue 13 B17: releases before 1.0.33 install fine and fail at the first stop."""
+    from binance.client import Client
+
+    from atlas_actors.selfcheck import python_binance_check
+
+    ok, reason = python_binance_check()
+    assert ok and "has the algo methods" in reason, reason
+
+    class OldClient:
+        def futures_create_order(self) -> None: ...
+
+    ok, reason = python_binance_check("1.0.29", OldClient)
+    assert not ok
+    assert "1.0.29" in reason and "futures_create_algo_order" in reason and ">= 1.0.33" in reason
+    ok, reason = python_binance_check("1.0.32", Client)
+    assert not ok and ">= 1.0.33" in reason
+
+
+def test_the_setup_floor_is_the_first_release_with_algo_methods():
+    from pathlib import Path
+
+    setup = (Path(__file__).resolve().parents[2] / "setup.cfg").read_text()
+    assert "python-binance>=1.0.33," in setup

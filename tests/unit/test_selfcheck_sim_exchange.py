@@ -11,13 +11,13 @@ from atlas_actors.selfcheck import main_selfcheck
 from atlas_actors.sim_exchange import SimExchangeServer
 from atlas_actors.venues.sim import SimVenue
 
-SYMBOLS = ["BTCUSDC", "XRPUSDT"]
+SYMBOLS = ["BTCUSDT", "XRPUSDT"]
 
 
 @pytest.fixture
 def exchange():
     venue = SimVenue()
-    for sym, price in (("BTCUSDC", 40_000.0), ("XRPUSDT", 1.0)):
+    for sym, price in (("BTCUSDT", 40_000.0), ("XRPUSDT", 1.0)):
         t = 1_700_000_000_000
         for i in range(30):
             p = price * (1 + 0.001 * (i % 5))
@@ -60,6 +60,7 @@ def test_selfcheck_passes_against_the_sim_exchange(exchange, tmp_path, capsys, m
     assert code == 0, report
     lines = {line["name"]: line for line in report["lines"]}
     assert lines["position mode"]["reason"] == "one-way"
+    assert "has the algo methods" in lines["python-binance"]["reason"]
     assert "placed, visible, cancelled" in lines["Algo conditional orders"]["reason"]
     assert "CONNECTED" in lines["stream connectivity"]["reason"]
     assert report["venue"] == exchange.rest_url
@@ -67,4 +68,4 @@ def test_selfcheck_passes_against_the_sim_exchange(exchange, tmp_path, capsys, m
     assert "/fapi/v1/openAlgoOrders" in paths and "/fapi/v1/positionSide/dual" in paths
     assert "/fapi/v1/algoOrder" in paths  # the probe stop went to the Algo endpoint
     assert not any(r.path == "/fapi/v1/order" for r in exchange.requests)  # never a plain stop
-    assert exchange.venue.get_open_algo_orders("BTCUSDC") == []
+    assert exchange.venue.get_open_algo_orders("BTCUSDT") == []

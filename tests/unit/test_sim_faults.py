@@ -180,6 +180,63 @@ def test_invisible_algo_is_acknowledged_but_never_visible_nor_triggers() -> None
     )
 
 
+@pytest.mark.parametrize("status", ["CANCELED", "EXPIRED", "REJECTED", "FINISHED"])
+def test_exchange_cancels_algo_removes_the_stop_and_keeps_the_position(status: str) -> None:
+    """Issue 13 A3: the venue ends an open stop by itself; the position stays, unprotected."""
+    v = venue()
+    seen: list[Any] = []
+    v.add_listener(seen.append)
+    buy(v, "e-1")
+    place_stop(v)
+    assert v.exchange_cancels_algo(SYM, "sl-1", status)
+    assert v.get_open_algo_orders(SYM) == []
+    assert v.get_positions()[SYM]["side"] == "LONG"
+    ups = [e for e in seen if isinstance(e, AlgoUpdate) and e.client_algo_id == "sl-1"]
+    assert ups[-1].status == status
+    if status == "FINISHED":  # it triggered, its child order expired unfilled: aq = 0
+        assert [u.status for u in ups[-2:]] == ["TRIGGERED", "FINISHED"]
+        assert ups[-1].executed_qty == 0.0 and ups[-1].order_id
+        child = v.get_order(symbol=SYM, order_id=ups[-1].order_id)
+        assert child is not None and child["status"] == "EXPIRED"
+        assert child["executed_qty"] == 0.0
+    assert v.get_algo_order(symbol=SYM, client_algo_id="sl-1")["status"] == status
+    assert not v.exchange_cancels_algo(SYM, "sl-1", status)  # no longer open
+    with pytest.raises(ValueError, match="status must be one of"):
+        v.exchange_cancels_algo(SYM, "sl-1", "FILLED")
+
+
+def test_armed_exchange_cancels_algo_drops_the_stop_after_it_was_listed() -> None:
+    v = venue()
+    seen: list[Any] = []
+    v.add_listener(seen.append)
+    buy(v, "e-1")
+    v.faults.arm("place_algo_stop", kind="exchange_cancels_algo", msg="FINISHED")
+    place_stop(v)
+    assert [a["client_algo_id"] for a in v.get_open_algo_orders(SYM)] == ["sl-1"]  # visible
+    assert v.get_open_algo_orders(SYM) == []  # then the venue removed it by itself
+    fin = [e for e in seen if isinstance(e, AlgoUpdate) and e.status == "FINISHED"]
+    assert fin and fin[-1].executed_qty == 0.0
+    assert v.get_positions()[SYM]["side"] == "LONG"
+    assert v.faults.injected["exchange_cancels_algo"] == 1
+    # a fired stop reports what its child executed
+    place_stop(v, "sl-2")
+    v.set_price(SYM, 48_000.0)
+    fired = [e for e in seen if isinstance(e, AlgoUpdate) and e.client_algo_id == "sl-2"]
+    assert fired[-1].status == "FINISHED" and fired[-1].executed_qty == pytest.approx(0.01)
+
+
+def test_armed_exchange_cancels_algo_also_acts_at_the_next_bar() -> None:
+    v = venue()
+    buy(v, "e-1")
+    v.faults.arm("place_algo_stop", kind="exchange_cancels_algo")
+    place_stop(v)
+    assert v.get_open_algo_orders(SYM)  # listed once
+    bar = {"open_time": 0, "close_time": 59_999, "open": 50_000.0, "high": 50_010.0}
+    bar |= {"low": 49_990.0, "close": 50_000.0, "volume": 1.0}
+    v.feed_bar(SYM, bar)
+    assert v.get_algo_order(symbol=SYM, client_algo_id="sl-1")["status"] == "EXPIRED"
+
+
 def test_visibility_lag_on_the_injected_clock() -> None:
     clock = Clock()
     v = venue(clock=clock)

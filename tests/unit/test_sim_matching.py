@@ -150,45 +150,6 @@ def test_post_only_crossing_last_price_is_rejected_and_not_recorded() -> None:
     assert limit(v, "SELL", 100.01, "gtx")["status"] == "NEW"  # same id reusable after a reject
 
 
-def test_gtc_limit_that_crosses_fills_as_taker_at_last() -> None:
-    v = venue()
-    o = v.place_limit_postonly(
-        symbol=SYM,
-        side="BUY",
-        qty=1.0,
-        price=101.0,
-        tif="GTC",
-        reduce_only=False,
-        client_order_id="g",
-    )
-    assert o["status"] == "FILLED"
-    assert o["avg_price"] == 100.0
-    ioc = v.place_limit_postonly(
-        symbol=SYM,
-        side="BUY",
-        qty=1.0,
-        price=99.0,
-        tif="IOC",
-        reduce_only=False,
-        client_order_id="i",
-    )
-    assert ioc["status"] == "EXPIRED"
-    with pytest.raises(OrderRejected) as ei:
-        v.place_limit_postonly(
-            symbol=SYM,
-            side="BUY",
-            qty=1.0,
-            price=99.0,
-            tif="DAY",
-            reduce_only=False,
-            client_order_id="d",
-        )
-    assert ei.value.code == -1115
-
-
-# ------------------------------------------------------------------ stops
-
-
 def test_stop_fills_at_stop_price_inside_a_bar() -> None:
     v = venue()
     long(v)

@@ -1,16 +1,19 @@
 """Order updates (`on_order_update`): entry and reduce fills matched by our client ids, a
-triggered stop's child by its order id, fills that arrive before their ALGO_UPDATE parked."""
+triggered stop's child by its order id, fills that arrive before their ALGO_UPDATE parked,
+and the exchange's own closes (liquidation, ADL, settlement: `venue_close_kind`), which
+belong to no order of ours and still change the position."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from atlas_actors.domain import lifecycle
+from atlas_actors.domain.commands import SetCooldown, risk_record
 from atlas_actors.domain.core.ctx import TERMINAL, MarketCtx, Step, fill_args, has_position
 from atlas_actors.domain.events import OrderUpdate
 from atlas_actors.domain.params import Params
 from atlas_actors.domain.records import LastOrders, OrderRef, SymbolState
-from atlas_actors.domain.txn import Txn
+from atlas_actors.domain.txn import Txn, venue_close_kind
 
 # ====================================================================== order updates
 
@@ -107,6 +110,14 @@ def on_order_update(
             )
         return Step(tx.st, tx.commands, tx.records)
 
+    # After our own ids and the stop children (matched by order id, whatever client id the
+    # venue gave the child): the exchange's own closes.
+    closed_by = venue_close_kind(cid, upd.execution_type)
+    if closed_by is not None:
+        if fq > 0 and has_position(state.position_state):
+            _venue_closed(tx, closed_by, upd, fq, fp, ctx, params, now)
+        return Step(tx.st, tx.commands, tx.records)
+
     if fq > 0 and has_position(state.position_state):
         if cid and cid == pend.get("emergency"):
             lifecycle.apply_reduce_fill(
@@ -135,6 +146,79 @@ def on_order_update(
             p = tx.pending()
             p["orphan_fills"] = (p.get("orphan_fills", []) + [parked])[-20:]
     return Step(tx.st, tx.commands, tx.records)
+
+
+_VENUE_CLOSE_WORDS = {
+    "liquidation": "liquidated",
+    "adl": "auto-deleveraged (ADL)",
+    "settlement": "settled (delivery/delisting)",
+}
+
+
+def _venue_closed(
+    tx: Txn,
+    kind: str,
+    upd: OrderUpdate,
+    fq: float,
+    fp: float,
+    ctx: MarketCtx,
+    params: Params,
+    now: int,
+) -> None:
+    """The exchange closed (part of) the position itself. Flat: the stop and take-profits
+    that protected it are cancelled (`close_trade`); partly closed: the stop is re-sized to
+    what is left (the old one is cancelled once the new one is visible). Either way a risk
+    record names what the venue did; a liquidation also freezes the symbol, since the stop
+    should have closed the position first."""
+    prefix, tick, step, _mq, _mn = fill_args(ctx)
+    before = tx.st.position_state
+    side, old_stop = before.side, before.sl_algo.client_algo_id
+    lifecycle.apply_reduce_fill(
+        tx,
+        {"role": "venue", "tag": kind, "kind": "venue"},
+        fq,
+        fp,
+        float(upd.commission),
+        True,  # every venue close is a whole event: the stop follows each one
+        params,
+        prefix,
+        tick,
+        step,
+        now,
+        mark=ctx.mark_price,
+    )
+    after = tx.st.position_state
+    what = _VENUE_CLOSE_WORDS[kind]
+    head = f"{kind}: the venue {what} {fq:g} of the {side} position ({upd.client_order_id})"
+    if has_position(after):
+        new_stop = after.sl_algo.client_algo_id
+        event_type = "SL_RECOVER"
+        reason = f"{head}; {after.qty_total:g} left, stop re-sized as {new_stop}"
+        client_ids = [c for c in (old_stop, new_stop) if c]
+    else:
+        event_type = "EMERGENCY_FLAT"
+        reason = f"{head} at {fp:g}; now flat, its stop and take-profits cancelled"
+        client_ids = [c for c in (old_stop,) if c]
+        if kind == "liquidation":
+            cd = tx.cd()
+            until = now + params.cooldown.emergency_freeze_s
+            for which in ("loss", "freeze"):
+                if until > getattr(cd, which):
+                    setattr(cd, which, until)
+                    tx.emit(SetCooldown(tx.st.symbol, which, until))
+    tx.record(
+        risk_record(
+            event_type=event_type,
+            symbol=tx.st.symbol,
+            side=side,
+            qty=fq,
+            price=fp,
+            order_ids=[str(upd.order_id)] if upd.order_id else [],
+            client_ids=client_ids,
+            reason=reason,
+            ts=now,
+        )
+    )
 
 
 def _note_order_id(tx: Txn, cid: str, oid: str) -> None:

@@ -23,6 +23,7 @@ from atlas_actors.domain.core.ctx import (
     has_position,
 )
 from atlas_actors.domain.core.fills import order_gone
+from atlas_actors.domain.covering import stop_removed
 from atlas_actors.domain.events import AlgoUpdate
 from atlas_actors.domain.params import Params
 from atlas_actors.domain.records import AlgoRef, LastOrders, SlAlgo, SymbolState
@@ -42,10 +43,14 @@ def on_algo_update(
     ours = acid == cur or acid in (pend.get("old_stops") or []) or _is_our_stop(state, acid, ctx)
     status = upd.status
     prefix, tick, step, _mq, _mn = fill_args(ctx)
+    # FINISHED with nothing executed is a stop the venue removed (its child did not fill),
+    # exactly like CANCELED / EXPIRED / REJECTED: the position is unprotected, not closed.
+    removed = stop_removed(status, upd.executed_qty)
+    fired = status in STOP_FIRED and not removed
     prev = pend.get("prev_stop")
-    if prev and prev.get("cid") == acid and status in STOP_FIRED + STOP_LOST:
+    if prev and prev.get("cid") == acid and (fired or removed):
         del tx.pending()["prev_stop"]  # no longer a live fallback
-    if status in STOP_FIRED and upd.order_id and ours:
+    if fired and upd.order_id and ours:
         child = str(upd.order_id)
         p = tx.pending()
         kids = p.get("stop_children") or []
@@ -79,9 +84,10 @@ def on_algo_update(
             for s in stale:
                 tx.emit(CancelAlgo(state.symbol, None, str(s)))
             del tx.pending()["stale_stops"]
-    elif status in STOP_LOST and acid == cur and cur and has_position(pos):
-        _recover_stop(tx, f"protective stop {acid} {status}", ctx, params, now)
-    elif status in STOP_LOST and acid in (pend.get("old_stops") or []):
+    elif removed and acid == cur and cur and has_position(pos):
+        what = status if status in STOP_LOST else f"{status} without a fill"
+        _recover_stop(tx, f"protective stop {acid} {what}", ctx, params, now)
+    elif removed and acid in (pend.get("old_stops") or []):
         p = tx.pending()
         p["old_stops"] = [s for s in p["old_stops"] if s != acid]
     return Step(tx.st, tx.commands, tx.records)
@@ -225,59 +231,20 @@ def on_order_rejected(
 def _stop_refused(
     tx: Txn, client_id: str, code: int | None, reason: str, ctx: MarketCtx, now: int
 ) -> None:
-    """A protective stop placement was refused while a position is open.
+    """A protective stop placement was refused while a position is open: a P0 event.
 
-    A replacement (break-even, profit lock, new quantity) leaves the stop it replaces live
-    (the engine cancels it only once the new one is visible), so the position is still
-    protected: keep that stop as the current one and, since the market is already beyond
-    the level we wanted, close at market (reduce-only). Without a live predecessor the
-    position is unprotected: emergency flatten (P0)."""
+    Also for a replacement (break-even, profit lock, new quantity; e.g. -2021, the level is
+    already crossed): the stop it replaces may still be live, but the position no longer has
+    the protection the strategy decided on, so the P0 rule applies - EMERGENCY_FLAT record,
+    reduce-only market close, 30-minute loss/freeze. The replaced stop (reduce-only) is
+    cancelled after the close."""
     st = tx.st
-    pos = st.position_state
+    if st.pending.get("emergency"):
+        return  # one flatten in flight is enough
     prev = st.pending.get("prev_stop")
-    live = prev is not None and prev.get("cid") in (st.pending.get("old_stops") or [])
-    if client_id != pos.sl_algo.client_algo_id or not live or prev is None:
-        _emergency(tx, f"protective stop {client_id} rejected: {reason} (code {code})", ctx)
-        return
-    p = tx.pos()
-    kept = str(prev["cid"])
-    p.sl_price = float(prev["price"])
-    p.sl_algo = SlAlgo(None, kept, "MARK_PRICE")
-    p.last_orders = LastOrders(
-        entry=p.last_orders.entry, tp=p.last_orders.tp, sl=AlgoRef(None, kept)
-    )
-    pend = tx.pending()
-    pend["old_stops"] = [s for s in pend.get("old_stops", []) if s != kept]
-    del pend["prev_stop"]
-    price = float(ctx.mark_price or p.sl_price)
-    client_ids = [client_id, kept]
-    if not (pend.get("exit") or {}).get("kind") == "market":
-        cid = lifecycle.issue_exit(
-            tx,
-            lifecycle.R_EXIT,
-            "market",
-            p.qty_total,
-            price,
-            "stop_crossed",
-            ctx.client_id_prefix,
-            st.bar_index,
-            ctx.spread_bps,
-        )
-        client_ids.append(cid)
-    tx.record(
-        risk_record(
-            event_type="SL_RECOVER",
-            symbol=st.symbol,
-            side=p.side,
-            qty=p.qty_total,
-            price=p.sl_price,
-            order_ids=[],
-            client_ids=client_ids,
-            reason=f"replacement stop {client_id} rejected: {reason} (code {code}); {kept} at "
-            f"{p.sl_price:g} still protects; closing at market",
-            ts=now,
-        )
-    )
+    _emergency(tx, f"protective stop {client_id} rejected: {reason} (code {code})", ctx)
+    if prev is not None and prev.get("cid") and prev.get("cid") != client_id:
+        tx.emit(CancelAlgo(st.symbol, None, str(prev["cid"])))
 
 
 # ====================================================================== emergency flat

@@ -10,15 +10,44 @@ from atlas_actors.venues.binance import schemas
 from atlas_actors.venues.binance.codes import ALREADY_ONE_WAY_CODE
 from atlas_actors.venues.binance.http import BinanceHttp
 
+# Quote assets of USDⓈ-M contracts that margin in their own pool (single-asset mode).
+MARGIN_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD")
+
+
+class MarginAssetMix(ValueError):
+    """One instance was configured with symbols of different margin assets."""
+
+
+def margin_asset_of_symbols(symbols: tuple[str, ...], default: str = "USDT") -> str:
+    """The margin asset every configured symbol settles in (its quote asset: BTCUSDC ->
+    USDC). Sizing reads that asset's pool, so symbols of two pools in one instance are refused
+    (MarginAssetMix naming them): run one instance per margin asset."""
+    by_asset: dict[str, list[str]] = {}
+    for sym in symbols:
+        quote = next((q for q in MARGIN_QUOTES if sym.endswith(q)), None)
+        if quote is not None:
+            by_asset.setdefault(quote, []).append(sym)
+    if len(by_asset) > 1:
+        mix = "; ".join(f"{a}: {', '.join(s)}" for a, s in sorted(by_asset.items()))
+        raise MarginAssetMix(
+            f"symbols of different margin assets in one instance ({mix}): each margin asset "
+            "is its own pool; run one instance (own client_id_prefix) per margin asset"
+        )
+    return next(iter(by_asset), default)
+
 
 class Account:
-    def __init__(self, http: BinanceHttp, symbols: tuple[str, ...]) -> None:
+    def __init__(
+        self, http: BinanceHttp, symbols: tuple[str, ...], margin_asset: str = "USDT"
+    ) -> None:
         self._http = http
         self.symbols = symbols
+        self.margin_asset = margin_asset
 
     def get_balances(self) -> dict[str, Any]:
+        """The pool of `margin_asset` (single-asset mode) or the USD totals (Multi-Assets)."""
         body = self._http.call("account", self._http.client.futures_account, {}, weight=5)
-        return schemas.parse_account(body)
+        return schemas.parse_account(body, self.margin_asset)
 
     def get_positions(self) -> dict[str, dict[str, Any]]:
         """Configured symbols (flat ones as side NONE) plus every symbol with a position.

@@ -24,9 +24,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from atlas_actors.domain.events import StreamStatus
 from atlas_actors.domain.stops import StopSpec
 from atlas_actors.venues.base import AuthError, EventHandler, VenueEvent
-from atlas_actors.venues.binance.account import Account
+from atlas_actors.venues.binance.account import Account, margin_asset_of_symbols
 from atlas_actors.venues.binance.algos import AlgoOrders
 from atlas_actors.venues.binance.http import BinanceHttp, WeightGovernor
 from atlas_actors.venues.binance.market import MarketData
@@ -91,6 +92,8 @@ class BinanceAdapter:
         self.testnet = testnet
         self.interval = interval
         self.symbols = tuple(s.upper() for s in (symbols or ()))
+        # sizing reads this asset's pool; symbols of two pools are refused here (MarginAssetMix)
+        self.pool_asset = margin_asset_of_symbols(self.symbols)
         self._http = BinanceHttp(
             api_key,
             api_secret,
@@ -105,9 +108,10 @@ class BinanceAdapter:
             max_rate_limit_waits=max_rate_limit_waits,
             max_rate_limit_wait_s=max_rate_limit_wait_s,
         )
+        self._http.governor.on_ban = self._on_ban
         self._tracker = OpenTracker()
         self._market = MarketData(self._http)
-        self._account = Account(self._http, self.symbols)
+        self._account = Account(self._http, self.symbols, self.pool_asset)
         self._orders = Orders(self._http, self._market, self._tracker)
         self._algos = AlgoOrders(self._http, self._market, self._tracker)
         self._listeners: tuple[EventHandler, ...] = ()
@@ -167,6 +171,14 @@ class BinanceAdapter:
             except Exception:
                 log.exception("venue listener %r failed on %s", handler, type(event).__name__)
 
+    def _on_ban(self, until_s: float, why: str) -> None:
+        """A venue ban began: REST is silent until `until_s` (server clock). Told to the
+        listeners once per ban, as a status of the "rest" link (the tree alerts on it)."""
+        until_ms = int(until_s * 1000)
+        log.error("Binance REST ban until %d: no request leaves until then (%s)", until_ms, why)
+        detail = f"until {until_ms}: {why}"[:200]
+        self._emit(StreamStatus("rest", "BANNED", detail, self._http.now_ms()))
+
     # ================================================================== filters (exchangeInfo)
 
     def load_exchange_info(self) -> None:
@@ -176,6 +188,13 @@ class BinanceAdapter:
     def get_symbol_filters(self, symbol: str) -> dict[str, float]:
         """tick_size, step_size, min_qty, min_notional of `symbol` (selfcheck uses this)."""
         return self._market.get_symbol_filters(symbol)
+
+    def symbol_status(self, symbol: str) -> str:
+        return self._market.symbol_status(symbol)
+
+    def market_max_qty(self, symbol: str) -> float:
+        """The largest MARKET order quantity (MARKET_LOT_SIZE.maxQty; inf: none)."""
+        return self._market.filters_for(symbol).market_max_qty
 
     def margin_asset(self, symbol: str) -> str:
         return self._market.margin_asset(symbol)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from atlas_actors.domain.stops import StopSpec, stop_deviates
+from atlas_actors.domain.stops import StopSpec
 from atlas_actors.venues.base import (
     WORKING_TYPES,
     OrderRejected,
@@ -22,6 +22,7 @@ from atlas_actors.venues.binance.http import BinanceHttp
 from atlas_actors.venues.binance.market import MarketData
 from atlas_actors.venues.binance.orders import check_common, grid_qty, grid_stop, id_params
 from atlas_actors.venues.binance.tracking import OpenTracker
+from atlas_actors.venues.protection import ProtectionCalls, recover_protection
 
 
 class AlgoOrders:
@@ -175,44 +176,31 @@ class AlgoOrders:
     def recover_protection(
         self, symbol: str, desired_sl: StopSpec | Mapping[str, Any]
     ) -> dict[str, Any]:
-        """CREATED / REPLACED (new stop first, then cancel the old) / CONFIRMED (reads only).
+        """CREATED / REPLACED / CONFIRMED: `venues.protection.recover_protection`."""
 
-        The existing stop is the open algo with the desired client id, else an open
-        reduce-only/closePosition algo on the desired side (same rule as SimVenue)."""
-        spec = StopSpec.coerce(desired_sl)
-        if not spec.client_algo_id:
-            raise ValueError(f"{symbol}: desired_sl needs a client_algo_id")
-        opens = self.get_open_algo_orders(symbol)
-        existing = next((a for a in opens if a["client_algo_id"] == spec.client_algo_id), None)
-        if existing is None:
-            existing = next(
-                (
-                    a
-                    for a in opens
-                    if a["side"] == spec.side and (a["reduce_only"] or a["close_position"])
-                ),
-                None,
-            )
-        f = self._market.filters_for(symbol)
-        if existing is not None and not stop_deviates(
-            existing, spec, step_size=f.step_size, tick_size=f.tick_size
-        ):
-            return {"action": "CONFIRMED", "algo": existing}
-        algo = self.place_algo_stop(
-            symbol=symbol,
-            side=spec.side,
-            qty=spec.qty,
-            stop_price=spec.stop_price,
-            reduce_only=True,
-            client_algo_id=self._free_client_algo_id(symbol, spec.client_algo_id),
-            working_type=spec.working_type,
+        def step_and_tick() -> tuple[float, float]:
+            f = self._market.filters_for(symbol)
+            return float(f.step_size), float(f.tick_size)
+
+        calls = ProtectionCalls(
+            open_algos=lambda: self.get_open_algo_orders(symbol),
+            step_and_tick=step_and_tick,
+            place=lambda spec, cid: self.place_algo_stop(
+                symbol=symbol,
+                side=spec.side,
+                qty=spec.qty,
+                stop_price=spec.stop_price,
+                reduce_only=True,
+                client_algo_id=cid,
+                working_type=spec.working_type,
+            ),
+            cancel=lambda a: self.cancel_algo(
+                symbol=symbol, algo_id=a["algo_id"], client_algo_id=a["client_algo_id"]
+            ),
+            free_client_id=lambda wanted: self._free_client_algo_id(symbol, wanted),
+            sleep=self._http.sleep,
         )
-        if existing is None:
-            return {"action": "CREATED", "algo": algo}
-        self.cancel_algo(
-            symbol=symbol, algo_id=existing["algo_id"], client_algo_id=existing["client_algo_id"]
-        )
-        return {"action": "REPLACED", "algo": algo, "replaced": existing}
+        return recover_protection(calls, symbol, desired_sl)
 
     def _free_client_algo_id(self, symbol: str, wanted: str) -> str:
         """`wanted` unless an algo (any status) already carries it: then the next `.r<n>`."""

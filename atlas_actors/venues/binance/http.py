@@ -7,7 +7,9 @@ retries and the request-weight governor.
   -1021 resyncs the clock and retries once, 429/418/-1003 back off, reads retry timeouts and
   5xx, writes that may have been applied raise UnknownOutcome;
 - `BinanceHttp.write` resolves an UnknownOutcome by querying the client id before any resend;
-- `WeightGovernor` reads `X-MBX-USED-WEIGHT-1M` and stays below a share of the limit.
+- `WeightGovernor` (governor.py) reads `X-MBX-USED-WEIGHT-1M`, stays below a share of the
+  limit per server minute, lets protection go first and keeps every request in the process
+  during a venue ban (429/418).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ from atlas_actors.venues.binance.codes import (
     classified,
     error_for_code,
 )
+from atlas_actors.venues.binance.governor import WeightGovernor
+from atlas_actors.venues.priority import Priority, effective_priority
+
+__all__ = ["BinanceHttp", "WeightGovernor"]
 
 log = logging.getLogger(__name__)
 
@@ -55,80 +61,6 @@ def _never_sent(exc: requests.exceptions.ConnectionError) -> bool:
     return isinstance(
         reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError
     )
-
-
-class WeightGovernor:
-    """Keeps this process's request weight below `share` of the per-minute limit.
-
-    The server's count (`X-MBX-USED-WEIGHT-1M`) is the truth whenever a response carries it;
-    between responses the governor adds the weight of what it lets through. When the next
-    request would pass the budget it sleeps (injected `sleep`) to the next minute window."""
-
-    def __init__(
-        self,
-        *,
-        limit: int = 2400,
-        share: float = 0.8,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if not 0.0 < share <= 1.0:
-            raise ValueError(f"weight_limit_share must be within (0, 1], got {share!r}")
-        self.limit = int(limit)
-        self.share = float(share)
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._minute = -1
-        self._used = 0
-        self._blocked_until = 0.0
-        self.waits: list[float] = []  # every wait the governor imposed (seconds), for status
-
-    @property
-    def budget(self) -> float:
-        return self.limit * self.share
-
-    @property
-    def used(self) -> int:
-        return self._used
-
-    def acquire(self, weight: int) -> None:
-        while True:
-            with self._lock:
-                now = self._clock()
-                minute = int(now // 60)
-                if minute != self._minute:
-                    self._minute, self._used = minute, 0
-                wait = 0.0
-                if self._blocked_until > now:
-                    wait = self._blocked_until - now
-                elif weight > 0 and self._used > 0 and self._used + weight > self.budget:
-                    wait = (minute + 1) * 60.0 - now + 0.01
-                if wait <= 0.0:
-                    self._used += weight
-                    return
-            self.waits.append(wait)
-            self._sleep(wait)
-            with self._lock:
-                # The wait covered the window (or the ban): start afresh even if the injected
-                # clock did not move, so a test clock can never make this spin.
-                self._blocked_until = 0.0
-                if weight > 0 and self._used + weight > self.budget:
-                    self._minute, self._used = int(self._clock() // 60), 0
-                    self._used += weight
-                    return
-
-    def observe(self, used: int) -> None:
-        with self._lock:
-            minute = int(self._clock() // 60)
-            if minute != self._minute:
-                self._minute, self._used = minute, 0
-            self._used = max(self._used, int(used))
-
-    def block_for(self, seconds: float) -> None:
-        """Every request waits `seconds` (a 429/418 from the venue)."""
-        with self._lock:
-            self._blocked_until = max(self._blocked_until, self._clock() + seconds)
 
 
 class BinanceHttp:
@@ -192,6 +124,7 @@ class BinanceHttp:
         with self._time_lock:
             self._offset_ms = server_ms - (t0 + t1) / 2.0 * 1000.0
             self._last_time_sync = t1
+        self.governor.server_offset_s = self._offset_ms / 1000.0  # windows are server minutes
         return self._offset_ms
 
     @property
@@ -239,8 +172,8 @@ class BinanceHttp:
             except ValueError:
                 pass
         banned = re.search(r"banned until (\d{13})", exc.message or "")
-        if banned:
-            return max(0.0, int(banned.group(1)) / 1000.0 - self.clock())
+        if banned:  # the venue's clock
+            return max(0.0, (int(banned.group(1)) - self.now_ms()) / 1000.0)
         if status == 418:
             return 120.0
         return max(1.0, 60.0 - self.clock() % 60.0)  # the weight window rolls each minute
@@ -255,11 +188,15 @@ class BinanceHttp:
         signed: bool = True,
         write: bool = False,
         read_attempts_max: int | None = None,
+        priority: Priority = Priority.TRADING,
     ) -> Any:
         """One REST request with the read/transport policies applied.
 
+        `priority` is the request's nature; a caller's `request_priority` block overrides it.
         Raises UnknownOutcome (writes only) for anything that may have been applied; the
-        caller (`_write`) resolves it. Reads retry timeouts/5xx, then VenueUnavailable."""
+        caller (`_write`) resolves it. Reads retry timeouts/5xx, then VenueUnavailable.
+        During a venue ban nothing is sent: RateLimited at once (or after a short wait)."""
+        prio = effective_priority(priority)
         if signed and self.time_sync_due():
             try:
                 self.sync_time()
@@ -269,7 +206,9 @@ class BinanceHttp:
         rate_waits = 0
         read_attempts = 0
         while True:
-            self.governor.acquire(weight)
+            # A retry after a 429 waits out its Retry-After here; anyone else waits only for
+            # a ban that ends within the same bound, and is refused without sending otherwise.
+            self.governor.acquire(weight, prio, max_ban_wait_s=self.max_rate_limit_wait_s)
             if signed:
                 self._apply_signing_clock()
             try:
@@ -300,15 +239,17 @@ class BinanceHttp:
                 time_resynced = True
                 self.sync_time()
                 continue
-            if (
-                isinstance(err, RateLimited)
-                and rate_waits < self.max_rate_limit_waits
-                and err.retry_after <= self.max_rate_limit_wait_s
-            ):
-                rate_waits += 1
-                log.warning("%s: rate limited, waiting %.2f s", op, err.retry_after)
-                self.governor.block_for(err.retry_after)
-                continue
+            if isinstance(err, RateLimited):
+                # Every request during a ban extends it: the whole process stops sending
+                # until it ends, whether or not this caller waits for it.
+                self.governor.ban(err.retry_after, err.msg)
+                if (
+                    rate_waits < self.max_rate_limit_waits
+                    and err.retry_after <= self.max_rate_limit_wait_s
+                ):
+                    rate_waits += 1
+                    log.warning("%s: rate limited, waiting %.2f s", op, err.retry_after)
+                    continue
             if isinstance(err, VenueUnavailable) and not write:
                 read_attempts += 1
                 if read_attempts < (read_attempts_max or self.max_read_attempts):

@@ -13,6 +13,7 @@ from atlas_actors.venues.base import FilterError, VenueError
 from atlas_actors.venues.binance import schemas
 from atlas_actors.venues.binance.http import BinanceHttp
 from atlas_actors.venues.filters import SymbolFilters
+from atlas_actors.venues.priority import Priority
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class MarketData:
         self._http = http
         self._filters: dict[str, SymbolFilters] = {}
         self._margin_assets: dict[str, str] = {}
+        self._statuses: dict[str, str] = {}
         self._filters_lock = threading.Lock()
 
     # ------------------------------------------------------------------ exchangeInfo
@@ -51,10 +53,12 @@ class MarketData:
                 float(entry["min_qty"]),
                 float(entry["min_notional"]),
                 float(entry["max_qty"]) if entry["max_qty"] > 0 else float("inf"),
+                float(entry["market_max_qty"]) if entry["market_max_qty"] > 0 else float("inf"),
             )
         with self._filters_lock:
             self._filters = filters
             self._margin_assets = {s: e["margin_asset"] for s, e in parsed["symbols"].items()}
+            self._statuses = {s: e["status"] for s, e in parsed["symbols"].items()}
         self._http.governor.limit = int(parsed["request_weight_limit"])
 
     def filters_for(self, symbol: str) -> SymbolFilters:
@@ -75,6 +79,11 @@ class MarketData:
             "min_qty": f.min_qty,
             "min_notional": f.min_notional,
         }
+
+    def symbol_status(self, symbol: str) -> str:
+        """exchangeInfo `status` (TRADING, SETTLING, CLOSE, ...); -1121 when not listed."""
+        self.filters_for(symbol)
+        return self._statuses.get(symbol, "TRADING")
 
     def margin_asset(self, symbol: str) -> str:
         self.filters_for(symbol)
@@ -108,6 +117,7 @@ class MarketData:
             {"symbol": symbol, "interval": interval, "limit": ask},
             weight=_kline_weight(ask),
             signed=False,
+            priority=Priority.BACKGROUND,
         )
         now_ms = self._http.clock() * 1000.0 + self._http.time_offset_ms
         bars = [schemas.parse_kline_row(r) for r in rows]
@@ -120,6 +130,7 @@ class MarketData:
             {"symbol": symbol},
             weight=1,
             signed=False,
+            priority=Priority.BACKGROUND,
         )
         return schemas.parse_premium_index(body)
 
@@ -134,6 +145,7 @@ class MarketData:
             {"symbol": symbol},
             weight=1,
             signed=False,
+            priority=Priority.BACKGROUND,
         )
         return schemas.parse_ticker_price(body)
 
@@ -148,5 +160,6 @@ class MarketData:
             {"symbol": symbol},
             weight=1,
             signed=False,
+            priority=Priority.BACKGROUND,
         )
         return schemas.parse_open_interest(body)

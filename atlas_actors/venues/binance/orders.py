@@ -17,6 +17,7 @@ from atlas_actors.venues.base import (
     UnknownOutcome,
     VenueError,
     WouldTakeLiquidity,
+    check_post_only,
 )
 from atlas_actors.venues.binance import schemas
 from atlas_actors.venues.binance.codes import NOT_FOUND_CODES
@@ -26,7 +27,6 @@ from atlas_actors.venues.binance.tracking import OpenTracker
 from atlas_actors.venues.filters import SymbolFilters, on_grid, snap
 
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
-TIME_IN_FORCE = ("GTX", "GTC", "IOC", "FOK")
 REGULAR_ORDER_TYPES = ("LIMIT", "MARKET")
 
 
@@ -98,13 +98,10 @@ class Orders:
         reduce_only: bool,
         client_order_id: str,
     ) -> dict[str, Any]:
-        """LIMIT with timeInForce=tif (GTX = post-only, Atlas's entries). Price rounds toward
+        """LIMIT post-only (timeInForce GTX, the only one accepted). Price rounds toward
         the passive side, quantity down to the step."""
         check_common(symbol, side, client_order_id, "client_order_id")
-        if tif not in TIME_IN_FORCE:
-            raise ValueError(
-                f"{symbol}: tif must be one of {', '.join(TIME_IN_FORCE)}, got {tif!r}"
-            )
+        check_post_only(symbol, tif)
         existing = self._existing_order(symbol, client_order_id)
         if existing is not None:
             return existing
@@ -147,7 +144,7 @@ class Orders:
 
         def build() -> dict[str, Any]:
             f = self._market.filters_for(symbol)
-            q = f.check_qty(grid_qty(f, qty))
+            q = f.check_market_qty(f.check_qty(grid_qty(f, qty)))
             params = {
                 "symbol": symbol,
                 "side": side,

@@ -44,8 +44,26 @@ class SimAccount(SimCore):
                 if not o.reduce_only:
                     margin += (o.qty - o.executed_qty) * o.price / st.leverage
         equity = self._wallet + upnl
-        return {
+        assets = {
+            self.asset: {
+                "wallet_balance": self._wallet,
+                "unrealized_pnl": upnl,
+                "margin_balance": equity,
+                "available_balance": equity - margin,
+                "initial_margin": margin,
+            }
+        }
+        for other, amount in sorted(self._other_wallets.items()):
+            assets[other] = {
+                "wallet_balance": amount,
+                "unrealized_pnl": 0.0,
+                "margin_balance": amount,
+                "available_balance": amount,
+                "initial_margin": 0.0,
+            }
+        out = {
             "asset": self.asset,
+            "multi_assets_margin": self.multi_assets_margin,
             "total_equity": equity,
             "available_balance": equity - margin,
             "margin_used": margin,
@@ -53,7 +71,42 @@ class SimAccount(SimCore):
             "unrealized_pnl": upnl,
             "fees_paid": self._fees_paid,
             "funding_paid": self._funding_paid,
+            "assets": assets,
         }
+        if self.multi_assets_margin:
+            # one pool of all collateral, valued in USD (Binance's Multi-Assets mode)
+            usd = self._usd_price
+            rate = usd(self.asset)
+            collateral = sum(a["wallet_balance"] * usd(n) for n, a in assets.items())
+            out["asset"] = "USD"
+            out["wallet_balance"] = collateral
+            out["unrealized_pnl"] = upnl * rate
+            out["total_equity"] = collateral + upnl * rate
+            out["margin_used"] = margin * rate
+            out["available_balance"] = out["total_equity"] - margin * rate
+        return out
+
+    def _usd_price(self, asset: str) -> float:
+        return float(self.asset_usd_prices.get(asset, 1.0))
+
+    def set_wallet(self, asset: str, amount: float) -> None:
+        """Hold `amount` of `asset` in the futures wallet (another row of a multi-asset
+        wallet: USDC next to USDT, BNB); the margin asset's row is the trading wallet."""
+        if not asset or not isinstance(asset, str):
+            raise ValueError(f"asset must be a non-empty string, got {asset!r}")
+        with self._lock:
+            if asset == self.asset:
+                self._wallet = float(amount)
+            elif amount:
+                self._other_wallets[asset] = float(amount)
+            else:
+                self._other_wallets.pop(asset, None)
+
+    def set_multi_assets_margin(self, on: bool) -> None:
+        """Multi-Assets mode: every wallet row is collateral and the totals are USD values
+        (`asset_usd_prices`: asset -> USD, 1.0 when not given)."""
+        with self._lock:
+            self.multi_assets_margin = bool(on)
 
     def get_balances(self) -> dict[str, Any]:
         plan = self._begin("get_balances")

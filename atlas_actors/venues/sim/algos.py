@@ -1,16 +1,18 @@
 """The SimVenue's Algo stops (§1.4: STOP_MARKET, reduce-only or closePosition, visibility lag
-and lost acknowledgements from fault injection) and protection recovery (§1.5)."""
+and lost acknowledgements from fault injection, stops the venue removes by itself) and
+protection recovery (§1.5, the shared `venues.protection.recover_protection`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from atlas_actors.domain.stops import StopSpec, stop_deviates
+from atlas_actors.domain.stops import StopSpec
 from atlas_actors.venues.base import VenueEvent, replacement_client_id
+from atlas_actors.venues.protection import ProtectionCalls, recover_protection
 from atlas_actors.venues.sim.book import Algo
 from atlas_actors.venues.sim.core import reject
-from atlas_actors.venues.sim.matching import SimMatching
+from atlas_actors.venues.sim.matching import EXCHANGE_REMOVALS, SimMatching
 
 
 class SimAlgos(SimMatching):
@@ -51,9 +53,49 @@ class SimAlgos(SimMatching):
                     events,
                     invisible=plan is not None and plan.kind == "invisible_algo",
                 )
+                if plan is not None and plan.kind == "exchange_cancels_algo":
+                    self._doom(symbol, client_algo_id, plan.msg)
         self._dispatch(events)
         self._end(plan)
         return result
+
+    def _doom(self, symbol: str, client_algo_id: str, status: str | None) -> None:
+        """Fault exchange_cancels_algo: the venue will remove this open stop by itself once it
+        has been listed (seen) - at the next open-algo read or bar of the symbol. `status`
+        (the armed fault's msg) picks how; without it the kinds take turns."""
+        al = self._algos.find(symbol, None, client_algo_id)
+        if al is None or al.status != "NEW" or al.removal is not None:
+            return
+        if status is None:
+            n = self.faults.injected["exchange_cancels_algo"] - 1
+            status = EXCHANGE_REMOVALS[n % len(EXCHANGE_REMOVALS)]
+        if status not in EXCHANGE_REMOVALS:
+            raise ValueError(
+                f"exchange_cancels_algo: status must be one of {', '.join(EXCHANGE_REMOVALS)}, "
+                f"got {status!r}"
+            )
+        al.removal = status
+        self._doomed += 1
+
+    def exchange_cancels_algo(
+        self, symbol: str, client_algo_id: str, status: str = "EXPIRED"
+    ) -> bool:
+        """The venue removes the open algo stop `client_algo_id` by itself, now: CANCELED,
+        EXPIRED, REJECTED, or FINISHED (it triggers and its child order expires unfilled,
+        aq = 0), with the matching ALGO_UPDATEs. Not a request: no fault applies to it.
+        False when no such open stop exists."""
+        if status not in EXCHANGE_REMOVALS:
+            raise ValueError(
+                f"status must be one of {', '.join(EXCHANGE_REMOVALS)}, got {status!r}"
+            )
+        events: list[VenueEvent] = []
+        with self._lock:
+            al = self._algos.find(symbol, None, client_algo_id)
+            if al is None or al.status != "NEW" or al.algo_id not in self._syms[symbol].algos:
+                return False
+            self._remove_algo(self._syms[symbol], al, status, events)
+        self._dispatch(events)
+        return True
 
     def _new_algo(
         self,
@@ -145,14 +187,19 @@ class SimAlgos(SimMatching):
 
     def get_open_algo_orders(self, symbol: str) -> list[dict[str, Any]]:
         plan = self._begin("get_open_algo_orders")
+        events: list[VenueEvent] = []
         with self._lock:
             st = self._syms.get(symbol)
-            vis = self.faults.is_visible
-            out = (
-                [a.to_dict() for a in st.algos.values() if vis(a.visible_at)]
-                if st is not None
-                else []
-            )
+            out: list[dict[str, Any]] = []
+            if st is not None:
+                if self._doomed:
+                    self._remove_doomed(st, events)
+                vis = self.faults.is_visible
+                for a in st.algos.values():
+                    if vis(a.visible_at):
+                        a.listed = True
+                        out.append(a.to_dict())
+        self._dispatch(events)
         self._end(plan)
         return out
 
@@ -171,32 +218,24 @@ class SimAlgos(SimMatching):
     def recover_protection(
         self, symbol: str, desired_sl: StopSpec | Mapping[str, Any]
     ) -> dict[str, Any]:
-        """CREATED / REPLACED (new stop first, then cancel the old) / CONFIRMED (no write)."""
-        spec = StopSpec.coerce(desired_sl)
-        if not spec.client_algo_id:
-            raise ValueError(f"{symbol}: desired_sl needs a client_algo_id")
-        opens = self.get_open_algo_orders(symbol)
-        existing = next((a for a in opens if a["client_algo_id"] == spec.client_algo_id), None)
-        if existing is None:
-            existing = next(
-                (
-                    a
-                    for a in opens
-                    if a["side"] == spec.side and (a["reduce_only"] or a["close_position"])
-                ),
-                None,
-            )
-        if existing is None:
-            algo = self._place_spec(symbol, spec, self._free_algo_id(spec.client_algo_id))
-            return {"action": "CREATED", "algo": algo}
-        f = self.get_filters(symbol)
-        if not stop_deviates(existing, spec, step_size=f.step_size, tick_size=f.tick_size):
-            return {"action": "CONFIRMED", "algo": existing}
-        algo = self._place_spec(symbol, spec, self._free_algo_id(spec.client_algo_id))
-        self.cancel_algo(
-            symbol=symbol, algo_id=existing["algo_id"], client_algo_id=existing["client_algo_id"]
+        """CREATED / REPLACED / CONFIRMED: `venues.protection.recover_protection`."""
+
+        def step_and_tick() -> tuple[float, float]:
+            f = self.get_filters(symbol)
+            return float(f.step_size), float(f.tick_size)
+
+        calls = ProtectionCalls(
+            open_algos=lambda: self.get_open_algo_orders(symbol),
+            step_and_tick=step_and_tick,
+            place=lambda spec, cid: self._place_spec(symbol, spec, cid),
+            cancel=lambda a: self.cancel_algo(
+                symbol=symbol, algo_id=a["algo_id"], client_algo_id=a["client_algo_id"]
+            ),
+            free_client_id=self._free_algo_id,
+            sleep=self.faults.sleep,
+            clock=self.faults.lag_clock,
         )
-        return {"action": "REPLACED", "algo": algo, "replaced": existing}
+        return recover_protection(calls, symbol, desired_sl)
 
     def _free_algo_id(self, wanted: str) -> str:
         with self._lock:

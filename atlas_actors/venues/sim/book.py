@@ -137,6 +137,9 @@ class Algo:
         "trigger_ms",
         "actual_order_id",
         "visible_at",
+        "executed_qty",
+        "removal",
+        "listed",
     )
 
     def __init__(
@@ -170,6 +173,11 @@ class Algo:
         self.trigger_ms = 0
         self.actual_order_id: str | None = None  # the triggered child order
         self.visible_at = 0.0  # lag-clock time from which it is listed (0 = at once)
+        self.executed_qty = 0.0  # what the triggered child executed (ALGO_UPDATE aq)
+        # fault injection (exchange_cancels_algo): the status the venue ends it with by itself
+        # once it has been listed in an open-algo answer (`listed`)
+        self.removal: str | None = None
+        self.listed = False
 
     @property
     def id(self) -> str:
@@ -196,6 +204,7 @@ class Algo:
             "update_time": self.update_ms,
             "trigger_time": self.trigger_ms,
             "actual_order_id": self.actual_order_id,
+            "executed_qty": self.executed_qty,
         }
 
     @classmethod
@@ -217,6 +226,7 @@ class Algo:
         a.trigger_ms = int(d.get("trigger_time") or 0)
         aid = d.get("actual_order_id")
         a.actual_order_id = str(aid) if aid is not None else None
+        a.executed_qty = float(d.get("executed_qty") or 0.0)
         return a
 
 

@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import NoReturn
 
 from atlas_actors.domain.events import StreamStatus
@@ -57,6 +58,10 @@ class SimCore:
         self.write_count = 0  # write requests received (recover_protection CONFIRMED adds none)
         self.request_count = 0
         self._wallet = float(starting_balance)
+        self._status: dict[str, str] = {}  # exchangeInfo status when not TRADING
+        self._other_wallets: dict[str, float] = {}  # the wallet's other rows (USDC, BNB, ...)
+        self.multi_assets_margin = False
+        self.asset_usd_prices: dict[str, float] = {"USDT": 1.0, "USDC": 1.0, "BNB": 600.0}
         self._fees_paid = 0.0
         self._funding_paid = 0.0  # positive = paid by us
         self._sim_ms = 0
@@ -133,6 +138,10 @@ class SimCore:
             self.request_count += 1
             if method in WRITE_METHODS:
                 self.write_count += 1
+        if self.faults.venue_close_armed() and self._holds_position():
+            kind = self.faults.take_venue_close(method)
+            if kind is not None:
+                self._venue_close_any(kind)
         plan = self.faults.draw(method)
         if plan is None:
             return None
@@ -157,9 +166,20 @@ class SimCore:
         timer.start()
         raise plan.error()
 
-    @staticmethod
-    def _end(plan: FaultPlan | None) -> None:
-        if plan is not None and plan.kind == "timeout_after_apply":
+    def _holds_position(self) -> bool:
+        with self._lock:
+            return any(st.pos for st in self._syms.values())
+
+    def _venue_close_any(self, kind: str) -> bool:
+        """The exchange closes a position by itself (`SimVenueCloses`); none here."""
+        return False
+
+    def _end(self, plan: FaultPlan | None) -> None:
+        if plan is None:
+            return
+        if plan.reply_delay_ms > 0:  # slow_reply: applied, the answer takes its time
+            self.faults.sleep(plan.reply_delay_ms / 1000.0)
+        if plan.kind == "timeout_after_apply":
             raise plan.error()
 
     def _validate_common(self, side: str, client_id: str) -> None:
@@ -179,8 +199,11 @@ class SimCore:
         min_qty: float,
         min_notional: float,
         max_qty: float = math.inf,
+        market_max_qty: float = math.inf,
     ) -> SymbolFilters:
-        f = SymbolFilters(symbol, tick_size, step_size, min_qty, min_notional, max_qty)
+        f = SymbolFilters(
+            symbol, tick_size, step_size, min_qty, min_notional, max_qty, market_max_qty
+        )
         with self._lock:
             st = self._sym(symbol)
             st.set_filters(f)
@@ -203,6 +226,34 @@ class SimCore:
             "min_qty": f.min_qty,
             "min_notional": f.min_notional,
         }
+
+    def set_symbol_status(self, symbol: str, status: str) -> None:
+        """exchangeInfo `status` of `symbol` (TRADING, SETTLING, PENDING_TRADING, CLOSE,
+        ...): anything but TRADING is a delisted / not yet listed symbol."""
+        with self._lock:
+            self._sym(symbol)
+            self._status[symbol] = str(status).upper()
+
+    def symbol_status(self, symbol: str) -> str:
+        return self._status.get(symbol, "TRADING")
+
+    def set_market_max_qty(self, symbol: str, qty: float) -> SymbolFilters:
+        """MARKET_LOT_SIZE.maxQty of `symbol` (inf: none): MARKET orders above it get -4005."""
+        if not qty > 0:
+            raise ValueError(f"{symbol}: market max qty must be > 0, got {qty!r}")
+        with self._lock:
+            st = self._sym(symbol)
+            f = replace(
+                self._filters(st, st.last if st.last is not None else st.mark),
+                market_max_qty=float(qty),
+            )
+            st.set_filters(f)
+            st.filters_explicit = True
+        return f
+
+    def market_max_qty(self, symbol: str) -> float:
+        """The largest MARKET order quantity of `symbol` (MARKET_LOT_SIZE.maxQty; inf: none)."""
+        return self.get_filters(symbol).market_max_qty
 
     def symbols(self) -> list[str]:
         """Every symbol the venue has seen (fed, priced, traded or configured)."""

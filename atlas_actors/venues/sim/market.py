@@ -129,13 +129,16 @@ class SimMarket(SimMatching):
             st.bars.append(bar)
             if ct > self._sim_ms:
                 self._sim_ms = ct
+            if self._doomed:  # the venue drops a marked stop as time passes (fault injection)
+                events = []
+                self._remove_doomed(st, events)
             if lo > st.down_watch and h < st.up_watch and ct < st.next_funding_ms:
                 # Hot path: nothing resting is reached and no funding is due.
                 st.last = c
                 if not st.mark_explicit:
                     st.mark = c
             else:
-                events = []
+                events = events if events is not None else []
                 self._bar_slow(st, o, h, lo, c, int(bar["open_time"]), ct, events)
             if (
                 self.bar_events

@@ -8,9 +8,15 @@ from atlas_actors.venues.base import VenueEvent
 from atlas_actors.venues.sim.account import SimAccount
 from atlas_actors.venues.sim.book import INF, Algo, Order, SymBook
 
+# How the venue removes an open algo stop by itself (issue 13 A3): cancelled, expired,
+# rejected, or triggered and FINISHED with its child order unfilled (aq = 0).
+EXCHANGE_REMOVALS = ("EXPIRED", "CANCELED", "REJECTED", "FINISHED")
+
 
 class SimMatching(SimAccount):
     """What a moving price reaches, and what executing an order does to the book."""
+
+    _doomed = 0  # open algos marked for removal by the venue (fault injection); 0: none
 
     def _rewatch(self, st: SymBook) -> None:
         down, up = -INF, INF
@@ -137,8 +143,10 @@ class SimMatching(SimAccount):
         price: float,
         fee_bps: float,
         events: list[VenueEvent],
+        exec_type: str = "TRADE",
     ) -> None:
-        """Fill `qty` of order `o` at `price` and record the fill on the order and position."""
+        """Fill `qty` of order `o` at `price` and record the fill on the order and position
+        (`exec_type` CALCULATED: a liquidation's fill, as Binance reports it)."""
         realized, fee = self._apply_fill(st, o.side, qty, price, fee_bps)
         done = o.executed_qty
         o.executed_qty = round(done + qty, st.qty_decimals)
@@ -150,7 +158,7 @@ class SimMatching(SimAccount):
         o.status = "FILLED" if o.executed_qty >= o.qty * (1 - 1e-12) else "EXPIRED"
         self._orders.retire(o, self.max_closed)
         if self._user_on():
-            events.append(self._order_event(o, "TRADE", qty, price, fee, realized))
+            events.append(self._order_event(o, exec_type, qty, price, fee, realized))
         self._account_event(st, events)
         self._after_position_change(st, events)
 
@@ -202,6 +210,7 @@ class SimMatching(SimAccount):
             al.working_type,
             al.actual_order_id,
             al.update_ms,
+            al.executed_qty,
         )
 
     def _finish_algo(self, st: SymBook, al: Algo, status: str, events: list[VenueEvent]) -> None:
@@ -249,5 +258,53 @@ class SimMatching(SimAccount):
             events.append(self._algo_event(al))
             events.append(self._order_event(child, "NEW", 0.0, 0.0, 0.0, 0.0))
         self._execute(st, child, qty, fill_px, self.fee_bps, events)
+        al.executed_qty = child.executed_qty
         self._finish_algo(st, al, "FINISHED", events)
         self._rewatch(st)
+
+    # ------------------------------------------------------------------ the venue on its own
+
+    def _remove_algo(self, st: SymBook, al: Algo, status: str, events: list[VenueEvent]) -> None:
+        """The venue ends the open algo `al` by itself with `status` (EXCHANGE_REMOVALS);
+        FINISHED: it triggers, its reduce-only child expires unfilled (aq = 0)."""
+        if al.removal is not None:
+            al.removal = None
+            self._doomed = max(0, self._doomed - 1)
+        if status != "FINISHED":
+            self._finish_algo(st, al, status, events)
+            self._rewatch(st)
+            return
+        st.algos.pop(al.algo_id, None)
+        now = self._now_ms()
+        child = Order(
+            order_id=self._new_order_id(),
+            client_order_id=f"algo-{al.algo_id}",
+            symbol=st.symbol,
+            side=al.side,
+            type="MARKET",
+            price=0.0,
+            qty=al.qty,
+            status="NEW",
+            reduce_only=True,
+            tif="GTC",
+            create_ms=now,
+            update_ms=now,
+        )
+        self._orders.add(child)
+        al.trigger_ms = now
+        al.status = "TRIGGERED"
+        al.actual_order_id = child.order_id
+        al.update_ms = now
+        if self._user_on():
+            events.append(self._algo_event(al))
+            events.append(self._order_event(child, "NEW", 0.0, 0.0, 0.0, 0.0))
+        self._expire_order(st, child, events)
+        al.executed_qty = 0.0
+        self._finish_algo(st, al, "FINISHED", events)
+        self._rewatch(st)
+
+    def _remove_doomed(self, st: SymBook, events: list[VenueEvent]) -> None:
+        """Remove the algos the fault marked, once they have been seen open (listed)."""
+        for al in list(st.algos.values()):
+            if al.removal is not None and al.listed:
+                self._remove_algo(st, al, al.removal, events)

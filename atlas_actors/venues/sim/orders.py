@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from atlas_actors.venues.base import VenueEvent, WouldTakeLiquidity
+from atlas_actors.venues.base import VenueEvent, WouldTakeLiquidity, check_post_only
 from atlas_actors.venues.binance.codes import BINANCE_MESSAGES
 from atlas_actors.venues.sim.book import OPEN_STATUSES, Order
 from atlas_actors.venues.sim.core import reject
@@ -29,6 +29,7 @@ class SimOrders(SimMatching):
         reduce_only: bool,
         client_order_id: str,
     ) -> dict[str, Any]:
+        check_post_only(symbol, tif)
         plan = self._begin("place_limit_postonly")
 
         def apply() -> dict[str, Any]:

@@ -33,13 +33,14 @@ or `time.monotonic`.
 """
 
 from atlas_actors.venues.sim.algos import SimAlgos
+from atlas_actors.venues.sim.closes import SimVenueCloses
 from atlas_actors.venues.sim.orders import SimOrders
 from atlas_actors.venues.sim.snapshot import SimSnapshot
 
 
-class SimVenue(SimSnapshot, SimOrders, SimAlgos):
+class SimVenue(SimSnapshot, SimOrders, SimAlgos, SimVenueCloses):
     """In-process exchange (see the module docstring). Thread-safe: one RLock guards the book.
 
     One concept per base: state and plumbing (`SimCore`), the account (`SimAccount`), matching
     (`SimMatching`), the fed market (`SimMarket`), regular orders (`SimOrders`), algo stops
-    (`SimAlgos`) and persistence (`SimSnapshot`)."""
+    (`SimAlgos`), the exchange's own closes (`SimVenueCloses`) and persistence (`SimSnapshot`)."""

@@ -103,14 +103,16 @@ def symbol_entry_wire(
     min_qty: str,
     min_notional: str,
     max_qty: str = "1000000",
+    market_max_qty: str | None = None,
     quote_asset: str | None = None,
+    status: str = "TRADING",
 ) -> dict[str, Any]:
     quote = quote_asset or _quote_of(symbol)
     return {
         "symbol": symbol,
         "pair": symbol,
         "contractType": "PERPETUAL",
-        "status": "TRADING",
+        "status": status,
         "baseAsset": symbol[: -len(quote)] if symbol.endswith(quote) else symbol,
         "quoteAsset": quote,
         "marginAsset": quote,
@@ -129,7 +131,7 @@ def symbol_entry_wire(
             {
                 "filterType": "MARKET_LOT_SIZE",
                 "minQty": min_qty,
-                "maxQty": max_qty,
+                "maxQty": market_max_qty or max_qty,
                 "stepSize": step_size,
             },
             {"filterType": "MIN_NOTIONAL", "notional": min_notional},
@@ -233,12 +235,15 @@ def parse_funding_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
 # ------------------------------------------------------------------ account and positions
 
 
-def parse_account(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """GET /fapi/v2/account -> total_equity, available_balance, margin_used (+ per asset).
+def parse_account(payload: Mapping[str, Any], margin_asset: str = "USDT") -> dict[str, Any]:
+    """GET /fapi/v2/account -> total_equity, available_balance, margin_used (+ per asset) of
+    the pool that margins `margin_asset`'s symbols.
 
-    In single-asset mode each margin asset (USDT, USDC, ...) is its own pool and the
-    top-level totals cover USDT only, so the totals are summed over the asset rows; in
-    Multi-Assets mode the top-level totals are already USD-valued across assets."""
+    Single-asset mode: every margin asset (USDT, USDC, ...) is its own pool and the top-level
+    totals are documented as "only for USDT asset", so the pool is the `assets[]` row of
+    `margin_asset` (never a sum of rows: 1000 USDC + 5000 USDT + 2 BNB is not 6002 of
+    anything). Multi-Assets mode (`multiAssetsMargin`): one pool of all collateral, and the
+    top-level totals are its USD value."""
     assets: dict[str, dict[str, float]] = {}
     for row in payload.get("assets", []):
         asset = str(req(row, "asset", "account.assets[]"))
@@ -250,19 +255,25 @@ def parse_account(payload: Mapping[str, Any]) -> dict[str, Any]:
             "initial_margin": num(row.get("initialMargin"), f"{asset}.initialMargin"),
             "maint_margin": num(row.get("maintMargin"), f"{asset}.maintMargin"),
         }
-    if flag(payload.get("multiAssetsMargin")) or not assets:
+    multi = flag(payload.get("multiAssetsMargin"))
+    if multi or (not assets and margin_asset == "USDT"):
         total = num(payload.get("totalMarginBalance"), "totalMarginBalance")
         available = num(payload.get("availableBalance"), "availableBalance")
         used = num(payload.get("totalInitialMargin"), "totalInitialMargin")
         wallet = num(payload.get("totalWalletBalance"), "totalWalletBalance")
         upnl = num(payload.get("totalUnrealizedProfit"), "totalUnrealizedProfit")
     else:
-        total = sum(a["margin_balance"] for a in assets.values())
-        available = sum(a["available_balance"] for a in assets.values())
-        used = sum(a["initial_margin"] for a in assets.values())
-        wallet = sum(a["wallet_balance"] for a in assets.values())
-        upnl = sum(a["unrealized_pnl"] for a in assets.values())
+        pool = assets.get(margin_asset) or dict.fromkeys(
+            ("margin_balance", "available_balance", "initial_margin", "wallet_balance"), 0.0
+        )
+        total = pool["margin_balance"]
+        available = pool["available_balance"]
+        used = pool["initial_margin"]
+        wallet = pool["wallet_balance"]
+        upnl = pool.get("unrealized_pnl", 0.0)
     return {
+        "asset": "USD" if multi else margin_asset,
+        "multi_assets_margin": multi,
         "total_equity": total,
         "available_balance": available,
         "margin_used": used,
@@ -286,48 +297,89 @@ def parse_balance_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str,
     return out
 
 
-def account_wire(balances: Mapping[str, Any], asset: str, update_time: int) -> dict[str, Any]:
-    """An Atlas balances dict -> the /fapi/v2/account shape (one margin asset)."""
-    total = Decimal(str(balances.get("total_equity", 0.0)))
-    available = Decimal(str(balances.get("available_balance", 0.0)))
-    used = Decimal(str(balances.get("margin_used", 0.0)))
-    upnl = Decimal(str(balances.get("unrealized_pnl", 0.0)))
-    wallet = Decimal(str(balances.get("wallet_balance", float(total - upnl))))
-    row = {
-        "asset": asset,
-        "walletBalance": decimal_str(wallet),
-        "unrealizedProfit": decimal_str(upnl),
-        "marginBalance": decimal_str(total),
-        "maintMargin": "0",
-        "initialMargin": decimal_str(used),
-        "positionInitialMargin": decimal_str(used),
-        "openOrderInitialMargin": "0",
-        "crossWalletBalance": decimal_str(wallet),
-        "crossUnPnl": decimal_str(upnl),
-        "availableBalance": decimal_str(available),
-        "maxWithdrawAmount": decimal_str(available),
-        "marginAvailable": True,
-        "updateTime": update_time,
+def _asset_rows(balances: Mapping[str, Any], asset: str) -> dict[str, dict[str, Decimal]]:
+    """asset -> wallet/upnl/margin/available/initial of an Atlas balances dict: its `assets`
+    rows when it has them (a multi-asset wallet), else the one pool of `asset`."""
+    rows = balances.get("assets") or {}
+    if not rows:
+        total = Decimal(str(balances.get("total_equity", 0.0)))
+        upnl = Decimal(str(balances.get("unrealized_pnl", 0.0)))
+        rows = {
+            asset: {
+                "wallet_balance": balances.get("wallet_balance", float(total - upnl)),
+                "unrealized_pnl": upnl,
+                "margin_balance": total,
+                "available_balance": balances.get("available_balance", 0.0),
+                "initial_margin": balances.get("margin_used", 0.0),
+            }
+        }
+    keys = ("wallet_balance", "unrealized_pnl", "margin_balance", "available_balance")
+    return {
+        a: {k: Decimal(str(r.get(k, 0.0))) for k in (*keys, "initial_margin")}
+        for a, r in rows.items()
     }
+
+
+def account_wire(balances: Mapping[str, Any], asset: str, update_time: int) -> dict[str, Any]:
+    """An Atlas balances dict -> the /fapi/v2/account shape: one `assets[]` row per wallet
+    asset; the top-level totals are the USDT row's in single-asset mode (as Binance documents
+    them) and the balances' USD totals in Multi-Assets mode."""
+    rows = _asset_rows(balances, asset)
+    multi = bool(balances.get("multi_assets_margin"))
+    wire_rows = []
+    for name, r in rows.items():
+        wire_rows.append(
+            {
+                "asset": name,
+                "walletBalance": decimal_str(r["wallet_balance"]),
+                "unrealizedProfit": decimal_str(r["unrealized_pnl"]),
+                "marginBalance": decimal_str(r["margin_balance"]),
+                "maintMargin": "0",
+                "initialMargin": decimal_str(r["initial_margin"]),
+                "positionInitialMargin": decimal_str(r["initial_margin"]),
+                "openOrderInitialMargin": "0",
+                "crossWalletBalance": decimal_str(r["wallet_balance"]),
+                "crossUnPnl": decimal_str(r["unrealized_pnl"]),
+                "availableBalance": decimal_str(r["available_balance"]),
+                "maxWithdrawAmount": decimal_str(r["available_balance"]),
+                "marginAvailable": True,
+                "updateTime": update_time,
+            }
+        )
+    if multi:
+        total = Decimal(str(balances.get("total_equity", 0.0)))
+        upnl = Decimal(str(balances.get("unrealized_pnl", 0.0)))
+        top = {
+            "wallet_balance": Decimal(str(balances.get("wallet_balance", float(total - upnl)))),
+            "unrealized_pnl": upnl,
+            "margin_balance": total,
+            "available_balance": Decimal(str(balances.get("available_balance", 0.0))),
+            "initial_margin": Decimal(str(balances.get("margin_used", 0.0))),
+        }
+    else:
+        zero = Decimal(0)
+        top = rows.get("USDT") or dict.fromkeys(
+            ("wallet_balance", "unrealized_pnl", "margin_balance", "available_balance"), zero
+        ) | {"initial_margin": zero}
     return {
         "feeTier": 0,
         "canTrade": True,
         "canDeposit": True,
         "canWithdraw": True,
         "updateTime": 0,
-        "multiAssetsMargin": False,
-        "totalInitialMargin": decimal_str(used),
+        "multiAssetsMargin": multi,
+        "totalInitialMargin": decimal_str(top["initial_margin"]),
         "totalMaintMargin": "0",
-        "totalWalletBalance": decimal_str(wallet),
-        "totalUnrealizedProfit": decimal_str(upnl),
-        "totalMarginBalance": decimal_str(total),
-        "totalPositionInitialMargin": decimal_str(used),
+        "totalWalletBalance": decimal_str(top["wallet_balance"]),
+        "totalUnrealizedProfit": decimal_str(top["unrealized_pnl"]),
+        "totalMarginBalance": decimal_str(top["margin_balance"]),
+        "totalPositionInitialMargin": decimal_str(top["initial_margin"]),
         "totalOpenOrderInitialMargin": "0",
-        "totalCrossWalletBalance": decimal_str(wallet),
-        "totalCrossUnPnl": decimal_str(upnl),
-        "availableBalance": decimal_str(available),
-        "maxWithdrawAmount": decimal_str(available),
-        "assets": [row],
+        "totalCrossWalletBalance": decimal_str(top["wallet_balance"]),
+        "totalCrossUnPnl": decimal_str(top["unrealized_pnl"]),
+        "availableBalance": decimal_str(top["available_balance"]),
+        "maxWithdrawAmount": decimal_str(top["available_balance"]),
+        "assets": wire_rows,
         "positions": [],
     }
 
@@ -335,22 +387,20 @@ def account_wire(balances: Mapping[str, Any], asset: str, update_time: int) -> d
 def balance_rows_wire(
     balances: Mapping[str, Any], asset: str, update_time: int
 ) -> list[dict[str, Any]]:
-    total = Decimal(str(balances.get("total_equity", 0.0)))
-    upnl = Decimal(str(balances.get("unrealized_pnl", 0.0)))
-    wallet = Decimal(str(balances.get("wallet_balance", float(total - upnl))))
-    available = decimal_str(balances.get("available_balance", 0.0))
+    """GET /fapi/v2|v3/balance: one row per wallet asset."""
     return [
         {
             "accountAlias": "SimX",
-            "asset": asset,
-            "balance": decimal_str(wallet),
-            "crossWalletBalance": decimal_str(wallet),
-            "crossUnPnl": decimal_str(upnl),
-            "availableBalance": available,
-            "maxWithdrawAmount": available,
+            "asset": name,
+            "balance": decimal_str(r["wallet_balance"]),
+            "crossWalletBalance": decimal_str(r["wallet_balance"]),
+            "crossUnPnl": decimal_str(r["unrealized_pnl"]),
+            "availableBalance": decimal_str(r["available_balance"]),
+            "maxWithdrawAmount": decimal_str(r["available_balance"]),
             "marginAvailable": True,
             "updateTime": update_time,
         }
+        for name, r in _asset_rows(balances, asset).items()
     ]
 
 

@@ -102,6 +102,8 @@ def parse_algo_update(data: Mapping[str, Any]) -> AlgoUpdate:
         working_type=str(o.get("wt") or "CONTRACT_PRICE"),
         order_id=id_str(child) if child not in (None, "", 0) else None,
         event_time=int(data.get("E") or 0),
+        # aq: what the triggered child executed (FINISHED with 0 = the stop was removed)
+        executed_qty=num(o.get("aq"), "o.aq") if o.get("aq") not in (None, "") else None,
     )
 
 
@@ -313,7 +315,7 @@ def algo_update_wire(ev: AlgoUpdate) -> dict[str, Any]:
             "X": ev.status,
             "ai": ev.order_id or "",
             "ap": "0",
-            "aq": "0",
+            "aq": decimal_str(ev.executed_qty or 0.0),
             "act": "0",
             "tp": decimal_str(ev.stop_price),
             "p": "0",
