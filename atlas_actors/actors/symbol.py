@@ -25,10 +25,10 @@ from atlas_actors.venues.base import RateLimited, UnknownOutcome, VenueUnavailab
 # crash: recovery is tried again after a back-off, the actor stays RECOVERING (no opens) and
 # keeps answering its inbox, and nothing counts toward the restart intensity (HALT).
 TRANSIENT = (RateLimited, UnknownOutcome, VenueUnavailable)
-RECOVERY_RETRY_BASE_S = 0.2
+RECOVERY_RETRY_BASE_S = 0.1
 # short: a position whose stop was lost waits for this recovery (the venue's Retry-After is
 # honoured on top, and a ban stops every request anyway)
-RECOVERY_RETRY_MAX_S = 2.0
+RECOVERY_RETRY_MAX_S = 1.0
 # An ACCOUNT_UPDATE may come before the ORDER_TRADE_UPDATE that explains it: a position that
 # still disagrees with the venue's this long after the venue reported it is reconciled.
 VENUE_POSITION_GRACE_S = 3.0

@@ -7,14 +7,34 @@ and methods (ctx, now, _commit, _persist, _emit, _flatten).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from atlas_actors.domain import core
 from atlas_actors.domain.commands import risk_record
 from atlas_actors.domain.stops import StopSpec
-from atlas_actors.venues.base import OrderRejected
+from atlas_actors.venues.base import OrderRejected, RateLimited, VenueUnavailable
 from atlas_actors.venues.priority import Priority, request_priority
+
+T = TypeVar("T")
+READ_TRIES = 4  # a recovery read refused by a brief 503 / rate limit is simply read again
+
+
+def read_again(read: Callable[[], T], *, sleep: Callable[[float], None] = time.sleep) -> T:
+    """A read (idempotent) retried a few times, quickly, over refusals that certainly did not
+    apply anything: recovery - the path that puts a lost stop back - should not wait for the
+    actor's slower recovery back-off over one refused read. A ban is not waited out here."""
+    for attempt in range(READ_TRIES):
+        try:
+            return read()
+        except (RateLimited, VenueUnavailable) as exc:
+            wait = exc.retry_after if isinstance(exc, RateLimited) else 0.05 * 2**attempt
+            if attempt == READ_TRIES - 1 or wait > 0.5:
+                raise
+            sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _same_position(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -97,8 +117,8 @@ class Recovery:
         """Position, open orders and open algos, read until the position held still."""
         venue_pos = self._venue_position()
         for _ in range(3):
-            open_orders = self.venue.get_open_orders(self.symbol)
-            open_algos = self.venue.get_open_algo_orders(self.symbol)
+            open_orders = read_again(lambda: self.venue.get_open_orders(self.symbol))
+            open_algos = read_again(lambda: self.venue.get_open_algo_orders(self.symbol))
             # An order that fills between these reads is gone from the open orders while the
             # position read before does not show its fill yet (and its fill event is then no
             # longer ours to apply): read until the position held still across the reads.
@@ -109,7 +129,7 @@ class Recovery:
         return venue_pos, open_orders, open_algos
 
     def _venue_position(self) -> dict[str, Any]:
-        pos = self.venue.get_positions().get(self.symbol)
+        pos = read_again(self.venue.get_positions).get(self.symbol)
         return pos or {"side": "NONE", "qty": 0.0, "entry_price": 0.0}
 
     def desired_stop(self) -> StopSpec | None:
