@@ -167,7 +167,7 @@ def test_orders_of_another_instance_with_our_prefix_refuse_the_start_unless_adop
     from atlas_actors.venues.binance import BinanceAdapter
 
     exchange = SimExchange(tmp_path / "simx.log", symbols=("BTCUSDT",))
-    foreign = make_client_id("atl", "BTCUSDT", 7, "sl")
+    foreign = make_client_id("atl", "BTCUSDT", 50_000, "sl")  # far above any id reservation
     try:
         other = BinanceAdapter("paper", "paper", rest_url=exchange.url, symbols=["BTCUSDT"])
         price = other.get_last_price("BTCUSDT")
@@ -196,7 +196,7 @@ def test_orders_of_another_instance_with_our_prefix_refuse_the_start_unless_adop
     assert foreign in line and "client_id_prefix" in line and "--adopt" in line, line
     assert adopted.returncode == 0, adopted.stderr[-2000:]
     with StateStore(tmp_path / "state") as store:
-        assert store.get_symbol_state("BTCUSDT")["seq"] >= 7  # never issued again
+        assert store.get_symbol_state("BTCUSDT")["seq"] >= 50_000  # never issued again
 
 
 def _start_slow_paper_run(tmp_path: Path) -> subprocess.Popen[str]:
