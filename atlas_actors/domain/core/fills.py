@@ -30,6 +30,23 @@ def on_order_update(
     terminal = upd.status in TERMINAL
     prefix, tick, step, min_qty, min_notional = fill_args(ctx)
 
+    def reduce(info: dict[str, Any]) -> None:
+        """Book this fill as a reduce of the position, on behalf of `info`'s order."""
+        lifecycle.apply_reduce_fill(
+            tx,
+            info,
+            fq,
+            fp,
+            float(upd.commission),
+            complete,
+            params,
+            prefix,
+            tick,
+            step,
+            now,
+            mark=ctx.mark_price,
+        )
+
     entry = pend.get("entry")
     if upd.order_id:
         _note_order_id(tx, cid, str(upd.order_id))
@@ -73,20 +90,7 @@ def on_order_update(
     if cid in orders:
         info = {**orders[cid], "cid": cid}
         if fq > 0:
-            lifecycle.apply_reduce_fill(
-                tx,
-                info,
-                fq,
-                fp,
-                float(upd.commission),
-                complete,
-                params,
-                prefix,
-                tick,
-                step,
-                now,
-                mark=ctx.mark_price,
-            )
+            reduce(info)
         elif terminal:
             order_gone(tx, info)
         return Step(tx.st, tx.commands, tx.records)
@@ -94,20 +98,7 @@ def on_order_update(
     oid = str(upd.order_id)
     if oid and oid in (pend.get("stop_children") or []):
         if fq > 0:
-            lifecycle.apply_reduce_fill(
-                tx,
-                {"role": "sl", "tag": "stop", "kind": "stop"},
-                fq,
-                fp,
-                float(upd.commission),
-                complete,
-                params,
-                prefix,
-                tick,
-                step,
-                now,
-                mark=ctx.mark_price,
-            )
+            reduce({"role": "sl", "tag": "stop", "kind": "stop"})
         return Step(tx.st, tx.commands, tx.records)
 
     # After our own ids and the stop children (matched by order id, whatever client id the
@@ -120,20 +111,7 @@ def on_order_update(
 
     if fq > 0 and has_position(state.position_state):
         if cid and cid == pend.get("emergency"):
-            lifecycle.apply_reduce_fill(
-                tx,
-                {"role": lifecycle.R_FLAT, "tag": "emergency", "kind": "market"},
-                fq,
-                fp,
-                float(upd.commission),
-                complete,
-                params,
-                prefix,
-                tick,
-                step,
-                now,
-                mark=ctx.mark_price,
-            )
+            reduce({"role": lifecycle.R_FLAT, "tag": "emergency", "kind": "market"})
         else:
             # possibly a stop's child whose ALGO_UPDATE has not arrived yet: park it
             parked = {
